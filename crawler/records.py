@@ -1,0 +1,59 @@
+"""Records: the plain values that travel between frontier, fetchers, extraction processes and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One URL claimed from the frontier, to be fetched."""
+
+    id: int  # frontier row id
+    url: str  # normalized
+    depth: int
+
+
+@dataclass(slots=True)
+class Response:
+    """What one fetch produced (after retries and redirect hops). Never raises: failures are in `error`."""
+
+    url: str  # the URL asked for
+    final_url: str  # where the redirect hops ended (== url when none)
+    status: int | None = None  # HTTP status of the last hop; None when no response arrived
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    body: bytes = b""  # decompressed, at most max_bytes; empty on error
+    error: str | None = None  # None on success; else a short kind, e.g. "timeout", "too large: ..."
+    elapsed_ms: int = 0
+    fetched_at: float = 0.0  # unix time when the fetch started
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass(slots=True)
+class Link:
+    url: str  # absolute, normalized, http(s), no fragment
+    anchor: str  # visible anchor text, whitespace-collapsed
+
+
+@dataclass(slots=True)
+class Page:
+    """What extraction found in one HTML body."""
+
+    title: str | None = None
+    description: str | None = None
+    text: str = ""
+    content_hash: str = ""  # sha1 hex of the body bytes
+    links: list[Link] = field(default_factory=list)
+    encoding: str | None = None  # the charset the body was decoded with
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A fetched (or refused) job with its extracted page, ready for the store."""
+
+    job: Job
+    response: Response
+    page: Page | None = None  # None for non-HTML and failed fetches

@@ -1,0 +1,57 @@
+"""Settings: the frozen values a crawl runs with (what the CLI parses, what a resume reloads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard we may push servers and how long we wait for them."""
+
+    concurrency: int = 16  # requests in flight in total
+    per_host: int = 4  # requests in flight to one host
+    delay: float = 0.0  # minimum seconds between two request starts to one host
+    timeout: float = 30.0  # whole-response deadline per attempt (connect + headers + body)
+    retries: int = 2  # extra attempts on connection errors, timeouts, 429 and 5xx
+    max_bytes: int = 10 * MiB  # body cap after decompression
+    max_redirects: int = 10  # hops followed from one URL
+    max_url_length: int = 2048  # longer URLs are skipped as traps
+    max_crawl_delay: float = 30.0  # cap on robots.txt Crawl-delay
+    max_retry_after: float = 60.0  # cap on a Retry-After header
+    backoff: float = 0.5  # base of the exponential backoff between attempts
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one crawl needs besides its seeds' contents."""
+
+    db: str = "sqlite:///crawl.db"
+    engine: str = "gevent"
+    limits: Limits = field(default_factory=Limits)
+    max_depth: int | None = None  # seeds are depth 0; None = unlimited
+    max_pages: int = 0  # 0 = no limit
+    max_pages_per_host: int = 0  # 0 = no limit
+    scope: str = "host"  # host | domain | all
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    parse_workers: int = 1
+    user_agent: str = "crawler/0.1 (+https://github.com/crawler)"
+    ignore_robots: bool = False
+    allow_private: bool = False
+    quiet: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        values = json.loads(text)
+        values["limits"] = Limits(**values["limits"])
+        for key in ("include", "exclude"):
+            values[key] = tuple(values[key])
+        return cls(**values)

@@ -26,6 +26,7 @@ class Response:
     error: str | None = None  # None on success; else a short kind, e.g. "timeout", "too large: ..."
     elapsed_ms: int = 0
     fetched_at: float = 0.0  # unix time when the fetch started
+    length: int | None = None  # body bytes received; kept after the body itself is dropped
 
     @property
     def content_type(self) -> str:

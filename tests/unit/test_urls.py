@@ -1,0 +1,371 @@
+"""crawler.urls: RFC 3986 vectors, normalization, scope, traps and private addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.urls import (
+    InvalidURL,
+    Scope,
+    host_is_ip_literal,
+    host_of,
+    is_private_address,
+    normalize,
+    origin_of,
+    resolve,
+    trap_reason,
+)
+
+RFC_BASE = "http://a/b/c/d;p?q"
+
+# RFC 3986 5.4.1, with the expected results normalized (fragment dropped, empty path -> "/").
+RFC_NORMAL = [
+    ("g:h", None),  # not http(s)
+    ("g", "http://a/b/c/g"),
+    ("./g", "http://a/b/c/g"),
+    ("g/", "http://a/b/c/g/"),
+    ("/g", "http://a/g"),
+    ("//g", "http://g/"),
+    ("?y", "http://a/b/c/d;p?y"),
+    ("g?y", "http://a/b/c/g?y"),
+    ("#s", "http://a/b/c/d;p?q"),
+    ("g#s", "http://a/b/c/g"),
+    ("g?y#s", "http://a/b/c/g?y"),
+    (";x", "http://a/b/c/;x"),
+    ("g;x", "http://a/b/c/g;x"),
+    ("g;x?y#s", "http://a/b/c/g;x?y"),
+    ("", "http://a/b/c/d;p?q"),
+    (".", "http://a/b/c/"),
+    ("./", "http://a/b/c/"),
+    ("..", "http://a/b/"),
+    ("../", "http://a/b/"),
+    ("../g", "http://a/b/g"),
+    ("../..", "http://a/"),
+    ("../../", "http://a/"),
+    ("../../g", "http://a/g"),
+]
+
+# RFC 3986 5.4.2.
+RFC_ABNORMAL = [
+    ("../../../g", "http://a/g"),
+    ("../../../../g", "http://a/g"),
+    ("/./g", "http://a/g"),
+    ("/../g", "http://a/g"),
+    ("g.", "http://a/b/c/g."),
+    (".g", "http://a/b/c/.g"),
+    ("g..", "http://a/b/c/g.."),
+    ("..g", "http://a/b/c/..g"),
+    ("./../g", "http://a/b/g"),
+    ("./g/.", "http://a/b/c/g/"),
+    ("g/./h", "http://a/b/c/g/h"),
+    ("g/../h", "http://a/b/c/h"),
+    ("g;x=1/./y", "http://a/b/c/g;x=1/y"),
+    ("g;x=1/../y", "http://a/b/c/y"),
+    ("g?y/./x", "http://a/b/c/g?y/./x"),
+    ("g?y/../x", "http://a/b/c/g?y/../x"),
+    ("g#s/./x", "http://a/b/c/g"),
+    ("g#s/../x", "http://a/b/c/g"),
+    ("http:g", "http://a/b/c/g"),  # the RFC's "backward compatible" reading, as browsers do
+]
+
+
+@pytest.mark.parametrize(("href", "expected"), RFC_NORMAL + RFC_ABNORMAL)
+def test_resolve_rfc3986_examples(href: str, expected: str | None) -> None:
+    assert resolve(RFC_BASE, href) == expected
+
+
+NORMALIZED = [
+    # RFC 3986 6.2.2.1: case of scheme and host, hex digits of escapes
+    ("HTTP://www.EXAMPLE.com/", "http://www.example.com/"),
+    ("http://example.com/%3a%7e%c3%Bc", "http://example.com/%3A%7E%C3%BC"),
+    ("http://example.com/Path?Query=Upper", "http://example.com/Path?Query=Upper"),
+    # 6.2.2.2 is deliberately NOT applied: escapes stay escaped, literal characters stay literal
+    ("http://example.com/%7Euser/~other", "http://example.com/%7Euser/~other"),
+    # 6.2.2.3: dot segments
+    ("http://example.com/a/./b/../c", "http://example.com/a/c"),
+    ("http://example.com/a/b/..", "http://example.com/a/"),
+    ("http://example.com/..", "http://example.com/"),
+    ("http://example.com/a//../b", "http://example.com/a/b"),
+    ("http://example.com/.hidden/x.", "http://example.com/.hidden/x."),
+    ("http://example.com/x?a=/../b", "http://example.com/x?a=/../b"),
+    # 6.2.3: scheme-based (empty path, default and empty port)
+    ("http://example.com", "http://example.com/"),
+    ("http://example.com:/", "http://example.com/"),
+    ("http://example.com:80/", "http://example.com/"),
+    ("http://example.com:080/", "http://example.com/"),
+    ("https://example.com:443/x", "https://example.com/x"),
+    ("http://example.com:443/x", "http://example.com:443/x"),
+    ("https://example.com:80/x", "https://example.com:80/x"),
+    ("http://example.com:8080", "http://example.com:8080/"),
+    # fragment and empty query dropped, query kept as given
+    ("http://example.com/a#frag", "http://example.com/a"),
+    ("http://example.com/a?#frag", "http://example.com/a"),
+    ("http://example.com/a?b=2&a=1&b=1", "http://example.com/a?b=2&a=1&b=1"),
+    ("http://example.com/a?q=a+b&r=%2B", "http://example.com/a?q=a+b&r=%2B"),
+    # characters a URL cannot hold get percent-encoded (UTF-8); existing escapes are left alone
+    ("http://example.com/a b?q=c d", "http://example.com/a%20b?q=c%20d"),
+    ("http://example.com/ü?q=é", "http://example.com/%C3%BC?q=%C3%A9"),
+    ('http://example.com/<x>"{y}|^`\\', "http://example.com/%3Cx%3E%22%7By%7D%7C%5E%60%5C"),
+    ("http://example.com/a%20b/100%/%zz", "http://example.com/a%20b/100%/%zz"),
+    ("http://example.com/!$&'()*+,;=:@[]", "http://example.com/!$&'()*+,;=:@[]"),
+    # userinfo kept as is; host lowercased
+    ("http://User:Pa%3as@Example.COM/", "http://User:Pa%3as@example.com/"),
+    # IDNA (UTS #46, as browsers and requests do)
+    ("http://BÜCHER.de/", "http://xn--bcher-kva.de/"),
+    ("http://faß.de/", "http://xn--fa-hia.de/"),
+    ("http://例え.テスト/", "http://xn--r8jz45g.xn--zckzah/"),
+    # IP literals
+    ("http://127.0.0.1:8000/x", "http://127.0.0.1:8000/x"),
+    ("http://[0:0:0:0:0:0:0:1]:8080/", "http://[::1]:8080/"),
+    ("http://[FE80::A]/", "http://[fe80::a]/"),
+    # surrounding whitespace
+    ("  http://example.com/a \n", "http://example.com/a"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), NORMALIZED)
+def test_normalize(url: str, expected: str) -> None:
+    assert normalize(url) == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), NORMALIZED)
+def test_normalize_is_idempotent(url: str, expected: str) -> None:
+    assert normalize(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "   ",
+        "/relative/path",
+        "example.com/x",
+        "mailto:someone@example.com",
+        "javascript:alert(1)",
+        "ftp://example.com/file",
+        "file:///etc/passwd",
+        "http://",
+        "http:///path",
+        "http:example.com",
+        "http://example.com:99999/",
+        "http://example.com:-1/",
+        "http://example.com:8o/",
+        "http://example.com:²/",
+        "http://example.com:80:80/",
+        "http://[::1/",
+        "http://[zz::1]/",
+        "http://[::1]x/",
+        "http://exa mple.com/",
+        "http://exa<mple.com/",
+        "http://a/\ud800",
+    ],
+)
+def test_normalize_rejects(url: str) -> None:
+    with pytest.raises(InvalidURL):
+        normalize(url)
+
+
+def test_invalid_url_is_a_value_error() -> None:
+    assert issubclass(InvalidURL, ValueError)
+
+
+BASE = "https://example.com/dir/page.html"
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("javascript:void(0)", None),
+        ("mailto:someone@example.com", None),
+        ("tel:+15551234", None),
+        ("data:text/html,hello", None),
+        ("ftp://example.com/file", None),
+        ("http://example.com:99999/", None),
+        ("//[::1", None),
+        ("#top", "https://example.com/dir/page.html"),
+        ("", "https://example.com/dir/page.html"),
+        ("  other.html \n", "https://example.com/dir/other.html"),
+        ("/a\tb\nc\r", "https://example.com/abc"),
+        ("\\root\\x?q=a\\b#f\\g", "https://example.com/root/x?q=a%5Cb"),
+        ("//cdn.Example.org/x", "https://cdn.example.org/x"),
+        ("HTTP://Other.org", "http://other.org/"),
+        ("?page=2", "https://example.com/dir/page.html?page=2"),
+        ("../up/", "https://example.com/up/"),
+    ],
+)
+def test_resolve(href: str, expected: str | None) -> None:
+    assert resolve(BASE, href) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "origin"),
+    [
+        ("http://example.com/a", "example.com", "http://example.com"),
+        ("https://example.com:8443/a?b#c", "example.com", "https://example.com:8443"),
+        ("http://user:pw@example.com:81/", "example.com", "http://example.com:81"),
+        ("http://example.com?q=@x", "example.com", "http://example.com"),
+        ("http://[::1]:8080/x", "::1", "http://[::1]:8080"),
+        ("http://[::1]/x", "::1", "http://[::1]"),
+        ("http://127.0.0.1:8000/", "127.0.0.1", "http://127.0.0.1:8000"),
+    ],
+)
+def test_host_and_origin(url: str, host: str, origin: str) -> None:
+    assert host_of(url) == host
+    assert origin_of(url) == origin
+
+
+SEEDS = ["https://www.python.org/", "http://Example.COM:8080/start"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "url", "allowed"),
+    [
+        ("host", "https://www.python.org/about", True),
+        ("host", "http://www.python.org:8000/", True),  # scope is by host; the port does not matter
+        ("host", "http://example.com/other", True),
+        ("host", "https://docs.python.org/", False),
+        ("host", "https://python.org/", False),
+        ("host", "https://sub.example.com/", False),
+        ("domain", "https://www.python.org/", True),
+        ("domain", "https://python.org/", True),
+        ("domain", "https://docs.python.org/3/", True),
+        ("domain", "https://a.b.python.org/", True),
+        ("domain", "https://sub.example.com/", True),
+        ("domain", "https://evilpython.org/", False),
+        ("domain", "https://python.org.evil.com/", False),
+        ("domain", "https://org/", False),
+        ("all", "https://anything.test/", True),
+    ],
+)
+def test_scope_modes(mode: str, url: str, allowed: bool) -> None:
+    assert Scope.build(SEEDS, mode).allows(url) is allowed
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "url", "allowed"),
+    [
+        ((), (), "https://www.python.org/x", True),
+        ((r"/docs/",), (), "https://www.python.org/docs/a", True),
+        ((r"/docs/",), (), "https://www.python.org/blog/a", False),
+        ((r"/docs/", r"/blog/"), (), "https://www.python.org/blog/a", True),
+        ((), (r"\.pdf$",), "https://www.python.org/a.pdf", False),
+        ((), (r"\.pdf$",), "https://www.python.org/a.pdf?x", True),
+        ((r"/docs/",), (r"/old/",), "https://www.python.org/docs/old/a", False),
+        ((r"^https://www\.python\.org/",), (), "https://www.python.org/x", True),
+        ((r"python",), (), "https://other.org/python", False),  # host rule still applies
+    ],
+)
+def test_scope_include_exclude(
+    include: tuple[str, ...], exclude: tuple[str, ...], url: str, allowed: bool
+) -> None:
+    assert Scope.build(SEEDS, "host", include, exclude).allows(url) is allowed
+
+
+def test_scope_rejects_bad_regex_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"\(unclosed"):
+        Scope.build(SEEDS, "host", exclude=["ok", "(unclosed"])
+
+
+def test_scope_rejects_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="subtree"):
+        Scope.build(SEEDS, "subtree")
+
+
+def test_scope_rejects_bad_seed() -> None:
+    with pytest.raises(InvalidURL):
+        Scope.build(["not a url"], "host")
+
+
+def test_scope_is_frozen_and_hashable() -> None:
+    scope = Scope.build(SEEDS, "domain", [r"x"])
+    assert scope.domains == {"python.org", "example.com"}
+    assert hash(scope) == hash(Scope.build(SEEDS, "domain", [r"x"]))
+    with pytest.raises(AttributeError):
+        scope.mode = "all"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://e.com/", None),
+        ("http://e.com/a/b/c/d/e", None),
+        ("http://e.com/x/x/", None),
+        ("http://e.com/a/b/a/b/", None),
+        ("http://e.com/2020/01/01/post", None),
+        ("http://e.com/a/x/b/x/c/x", None),  # recurring, not consecutive
+        ("http://e.com/x?p=/a/a/a/a", None),  # only the path counts
+        ("http://e.com/x/x/x/", "repeated path segments"),
+        ("http://e.com/x/x/x", "repeated path segments"),
+        ("http://e.com/p/x//x/x", "repeated path segments"),  # empty segments ignored
+        ("http://e.com/a/b/a/b/a/b/", "repeated path segments"),
+        ("http://e.com/top/a/b/c/a/b/c/a/b/c/page.html", "repeated path segments"),
+        ("http://e.com/" + "a/" * 10, "repeated path segments"),
+        ("http://e.com/" + "x" * 100, "url too long"),
+    ],
+)
+def test_trap_reason(url: str, reason: str | None) -> None:
+    assert trap_reason(url, max_length=100) == reason
+
+
+def test_trap_reason_length_boundary() -> None:
+    url = "http://e.com/" + "x" * 87
+    assert len(url) == 100
+    assert trap_reason(url, 100) is None
+    assert trap_reason(url + "y", 100) == "url too long"
+
+
+@pytest.mark.parametrize(
+    ("ip", "private"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("172.31.255.255", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),  # cloud metadata, link-local
+        ("0.0.0.0", True),
+        ("100.64.0.1", True),  # shared address space (CGNAT)
+        ("224.0.0.1", True),  # multicast
+        ("255.255.255.255", True),
+        ("240.0.0.1", True),  # reserved
+        ("8.8.8.8", False),
+        ("93.184.216.34", False),
+        ("172.32.0.1", False),
+        ("::1", True),
+        ("::", True),
+        ("fe80::1", True),
+        ("fe80::1%eth0", True),
+        ("fc00::1", True),
+        ("fd12:3456::1", True),
+        ("ff02::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", True),
+        ("::ffff:8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+    ],
+)
+def test_is_private_address(ip: str, private: bool) -> None:
+    assert is_private_address(ip) is private
+
+
+def test_is_private_address_rejects_names() -> None:
+    with pytest.raises(ValueError):
+        is_private_address("localhost")
+
+
+@pytest.mark.parametrize(
+    ("host", "literal"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("example.com", False),
+        ("2130706433", False),  # a decimal spelling: resolved by the I/O layer, not here
+        ("localhost", False),
+        ("", False),
+    ],
+)
+def test_host_is_ip_literal(host: str, literal: bool) -> None:
+    assert host_is_ip_literal(host) is literal

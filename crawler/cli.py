@@ -1,0 +1,143 @@
+"""The command line: `crawl [SEEDS]` (the default command), `crawl sql`, `crawl stats`.
+
+Options become Settings and one library call; errors the user can fix become one line on stderr and
+a non-zero exit (2 for bad input, 1 for a failure while running), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from click.core import ParameterSource
+from click_default_group import DefaultGroup
+
+from crawler import __version__, runner
+from crawler.query import QueryError, format_rows, format_stats, run_readonly, stats
+from crawler.seeds import SeedError, read_seeds
+from crawler.settings import Limits, Settings
+from crawler.store import StoreError
+
+DEFAULTS, LIMITS = Settings(), Limits()
+DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,
+                         help="SQLAlchemy URL, or a path to a SQLite file. [env CRAWL_DB]")
+USER_ERRORS: dict[type[Exception], int] = {
+    SeedError: 2, runner.NothingToResume: 2, QueryError: 2, StoreError: 1, ValueError: 2,
+}
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Known failures print `crawl: message` on stderr and exit non-zero, without a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except tuple(USER_ERRORS) as exc:
+            click.echo(f"crawl: {exc}", err=True)
+            sys.exit(next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind)))
+
+    return wrapper
+
+
+@click.group(cls=DefaultGroup, default="crawl", default_if_no_args=True)
+@click.version_option(__version__, prog_name="crawl")
+def cli() -> None:
+    """A web crawler that keeps every page in a SQL database.
+
+    `crawl SEEDS...` crawls; `crawl sql QUERY` and `crawl stats` read the results.
+    """
+
+
+def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--engine", type=click.Choice(["gevent", "threads"]), envvar="CRAWL_ENGINE",
+                     default=DEFAULTS.engine, show_default=True, help="Greenlets, or a thread pool."),
+        click.option("--concurrency", type=click.IntRange(1), default=LIMITS.concurrency, show_default=True,
+                     help="Requests in flight in total."),
+        DB_OPTION,
+        click.option("--max-depth", type=click.IntRange(0), default=None, help="Link depth (seeds are 0)."),
+        click.option("--max-pages", type=click.IntRange(0), default=0, show_default=True,
+                     help="Stop after this many pages (0: no limit)."),
+        click.option("--scope", type=click.Choice(["host", "domain", "all"]), default=DEFAULTS.scope,
+                     show_default=True, help="Which links to follow: the seeds' hosts, domains, or any."),
+        click.option("--include", multiple=True, metavar="REGEX", help="Follow only URLs matching one."),
+        click.option("--exclude", multiple=True, metavar="REGEX", help="Never follow URLs matching one."),
+        click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
+                     show_default="CPU count", help="Extraction processes (0: extract in the fetchers)."),
+        click.option("--user-agent", default=DEFAULTS.user_agent, show_default=True),
+        click.option("--per-host", type=click.IntRange(1), default=LIMITS.per_host, show_default=True,
+                     help="Requests in flight to one host."),
+        click.option("--delay", type=click.FloatRange(0), default=LIMITS.delay, show_default=True,
+                     help="Seconds between request starts to one host."),
+        click.option("--timeout", type=click.FloatRange(0.1), default=LIMITS.timeout, show_default=True,
+                     help="Whole-response deadline per attempt, in seconds."),
+        click.option("--retries", type=click.IntRange(0), default=LIMITS.retries, show_default=True),
+        click.option("--max-bytes", type=click.IntRange(1), default=LIMITS.max_bytes, show_default=True,
+                     help="Body cap after decompression."),
+        click.option("--ignore-robots", is_flag=True, help="Don't fetch or obey robots.txt."),
+        click.option("--allow-private", is_flag=True,
+                     help="Follow links to private, loopback and link-local addresses."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def settings_from(params: dict[str, Any]) -> Settings:
+    limits = Limits(**{k: v for k, v in params.items() if k in Limits.__dataclass_fields__})
+    top = {k: v for k, v in params.items() if k in Settings.__dataclass_fields__}
+    return Settings(limits=limits, **top | {"include": tuple(top["include"]), "exclude": tuple(top["exclude"])})
+
+
+def given_on_command_line(ctx: click.Context) -> dict[str, Any]:
+    """Options the user typed (or set in the environment): these override a resumed crawl's settings."""
+    typed = {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT}
+    values = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in typed}
+    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if k != "db"}
+
+
+@cli.command("crawl")
+@click.argument("seeds", nargs=-1)
+@settings_options
+@click.pass_context
+@one_line_errors
+def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> None:
+    """Crawl SEEDS (URLs, or files of URLs); with no SEEDS, resume the latest unfinished crawl."""
+    if seeds:
+        urls, warnings = read_seeds(seeds)
+        for warning in warnings:
+            click.echo(f"crawl: {warning}", err=True)
+        result = runner.start(settings_from(params), urls)
+    else:
+        result = runner.resume(params["db"], given_on_command_line(ctx))
+    if result.status == "interrupted":
+        click.echo(f"crawl: interrupted; run `crawl --db {params['db']}` to resume", err=True)
+    if not params["quiet"]:
+        click.echo(result.summary())
+    sys.exit(result.exit_code)
+
+
+@cli.command("sql")
+@click.argument("query")
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def sql_command(query: str, db: str, fmt: str) -> None:
+    """Run a read-only SQL QUERY against the crawl database; writes are refused."""
+    columns, rows = run_readonly(db, query)
+    click.echo(format_rows(columns, rows, fmt))
+
+
+@cli.command("stats")
+@DB_OPTION
+@one_line_errors
+def stats_command(db: str) -> None:
+    """Pages, statuses, errors, hosts and speed of the latest crawl."""
+    click.echo(format_stats(stats(db)))

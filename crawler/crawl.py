@@ -1,0 +1,218 @@
+"""The crawl loop, the one place the pieces meet: frontier -> scheduler -> engine -> store -> frontier.
+
+Runs on the main thread (or the main greenlet). It is the only writer: outcomes are batched and
+saved with their discovered links and frontier transitions in one transaction.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from crawler.fetch.guard import AddressGuard
+from crawler.frontier.sql import SqlFrontier
+from crawler.politeness import Politeness
+from crawler.progress import Progress
+from crawler.records import Job, Outcome, Response
+from crawler.scheduler import Scheduler
+from crawler.settings import Settings
+from crawler.store import Store
+from crawler.urls import Scope, host_of, trap_reason
+from crawler.worker import RobotsResult, Worker, start_pool
+
+BATCH_SIZE = 200  # outcomes per write transaction
+BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
+STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
+
+
+@dataclass
+class Tally:
+    pages: int = 0
+    errors: int = 0
+    claimed: int = 0  # jobs taken from the frontier by this run
+    started: float = field(default_factory=time.monotonic)
+
+    def rate(self) -> float:
+        return self.pages / max(time.monotonic() - self.started, 1e-9)
+
+
+class Crawl:
+    def __init__(self, settings: Settings, store: Store, crawl_id: int, scope: Scope, engine: Any):
+        limits = settings.limits
+        self.settings, self.store, self.crawl_id, self.engine = settings, store, crawl_id, engine
+        self.frontier = SqlFrontier(store.engine, crawl_id)
+        self.scope = scope
+        politeness = Politeness(limits.per_host, limits.delay)
+        self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
+                                   obey_robots=not settings.ignore_robots)
+        guard = AddressGuard(scope.hosts, settings.allow_private)
+        self.pool = start_pool(settings.parse_workers) if settings.parse_workers > 0 else None
+        self.worker = Worker(engine, settings, self.scope, self.scheduler, guard, self.frontier.is_known,
+                             self.pool)
+        self.tally = Tally(pages=self.frontier.done_count())
+        self.budget_base = self.tally.pages
+        self.batch: list[Outcome] = []
+        self.discovered: list[tuple[str, str, int]] = []
+        self.last_flush = time.monotonic()
+        self.in_flight = 0
+        self.stop_signal: int | None = None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, progress: Progress) -> str:
+        """Crawl until the frontier is empty, the page budget is spent, or a signal arrives."""
+        self.progress = progress
+        try:
+            with self._signals():
+                self._loop()
+                if self.stop_signal is None:
+                    return "finished"
+                self._wind_down()
+                return "interrupted"
+        finally:
+            self.close()
+
+    def _loop(self) -> None:
+        while self.stop_signal is None:
+            self._refill()
+            self._dispatch(time.monotonic())
+            if not self.in_flight and not len(self.scheduler):
+                self.flush()
+                self._refill()
+                if not len(self.scheduler):
+                    return
+            self._collect(self._wait_time())
+            if self._flush_due():
+                self.flush()
+
+    def _refill(self) -> None:
+        room = min(self.scheduler.room(), self._budget_left())
+        if room <= 0:
+            return
+        per_host = 2 * self.settings.limits.per_host
+        jobs = self.frontier.claim(room, self.scheduler.crowded_hosts(per_host), per_host)
+        self.tally.claimed += len(jobs)
+        self.scheduler.add(jobs)
+
+    def _budget_left(self) -> int:
+        if not self.settings.max_pages:
+            return 1 << 30
+        return self.settings.max_pages - self.budget_base - self.tally.claimed
+
+    def _dispatch(self, now: float) -> None:
+        ready = self.scheduler.take(now)
+        for origin in ready.robots:
+            self._submit(self.worker.robots, origin)
+        for job in ready.fetch:
+            self._submit(self.worker.page, job)
+        for job, reason in ready.refused:
+            self._record(Outcome(job, Response(job.url, job.url, error=reason)))
+
+    def _submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.in_flight += 1
+        self.engine.submit(fn, arg)
+
+    def _wait_time(self) -> float:
+        if self.in_flight >= self.settings.limits.concurrency or not len(self.scheduler):
+            return 0.25
+        return min(max(self.scheduler.wait_time(time.monotonic()), 0.005), 0.25)
+
+    def _collect(self, timeout: float) -> None:
+        for item in self.engine.results(timeout):
+            self.in_flight -= 1
+            if isinstance(item, RobotsResult):
+                self._robots_done(item)
+            elif isinstance(item, Outcome):
+                self._page_done(item)
+            else:
+                raise RuntimeError(f"worker failed: {item!r}")
+
+    def _robots_done(self, result: RobotsResult) -> None:
+        host = host_of(result.origin)
+        self.scheduler.politeness.finished(host, time.monotonic(), result.response.status)
+        self.scheduler.set_rules(result.origin, result.rules, self.settings.limits.max_crawl_delay,
+                                 result.problem)
+
+    def _page_done(self, outcome: Outcome) -> None:
+        host = host_of(outcome.job.url)
+        self.scheduler.politeness.finished(host, time.monotonic(), outcome.response.status)
+        self._record(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        self.batch.append(outcome)
+        self.discovered.extend(self._discoveries(outcome))
+        self.tally.pages += 1
+        self.tally.errors += outcome.response.error is not None
+        self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
+
+    def _discoveries(self, outcome: Outcome) -> Iterator[tuple[str, str, int]]:
+        """Links (and a redirect target not followed in place) worth queueing."""
+        depth = outcome.job.depth + 1
+        response = outcome.response
+        if response.final_url != response.url and response.status and 300 <= response.status < 400:
+            yield from self._keep([response.final_url], outcome.job.depth)
+        if outcome.page and self._depth_ok(depth):
+            yield from self._keep([link.url for link in outcome.page.links], depth)
+
+    def _depth_ok(self, depth: int) -> bool:
+        return self.settings.max_depth is None or depth <= self.settings.max_depth
+
+    def _keep(self, urls: list[str], depth: int) -> Iterator[tuple[str, str, int]]:
+        max_length = self.settings.limits.max_url_length
+        for url in urls:
+            if self.scope.allows(url) and trap_reason(url, max_length) is None:
+                yield url, host_of(url), depth
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _flush_due(self) -> bool:
+        return len(self.batch) >= BATCH_SIZE or time.monotonic() - self.last_flush >= BATCH_SECONDS
+
+    def flush(self) -> None:
+        if self.batch or self.discovered:
+            self.store.save(self.crawl_id, self.batch, self.discovered)
+            self.batch, self.discovered = [], []
+        self.last_flush = time.monotonic()
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """First SIGINT/SIGTERM: the loop stops claiming and winds down; a second one: stop at once.
+
+        The handler only sets a flag, so a signal never lands between two halves of a record.
+        """
+
+        def handler(signum: int, frame: object) -> None:
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    def _wind_down(self) -> None:
+        """Let in-flight requests finish for a few seconds, then save what arrived.
+
+        Jobs still buffered or in flight stay 'claimed' in the frontier; resume puts them back.
+        """
+        self.scheduler.drain()
+        deadline = time.monotonic() + STOP_GRACE
+        while self.in_flight and time.monotonic() < deadline:
+            self._collect(0.1)
+        self.flush()
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+        self.progress.close()

@@ -1,0 +1,171 @@
+"""Extract: owns HTML -> Page (title, description, visible text, links). The only BeautifulSoup import.
+
+`extract` runs in extraction processes (a multiprocessing Pool): it is top-level, takes and returns plain
+picklable values, and never raises. Bytes are decoded by crawler.charset (WHATWG order) and the str is
+parsed once by BeautifulSoup's "lxml" tree builder (libxml2); one walk over the tree collects the tags.
+
+What a reader of the page would call its parts:
+- title: the first <title> outside <svg>, whitespace-collapsed; None when missing or blank.
+- description: <meta name="description" content> (name case-insensitive), else the Open Graph
+  <meta property="og:description"> written for link previews; whitespace-collapsed; None when blank.
+- text: the visible text of <body>: no <script>, <style>, <template>, <noscript>, comments, ruby
+  annotations (<rt>, <rp>) or <title> tooltips of inline SVG. Strings are joined by a space (so minified
+  "<li>a</li><li>b</li>" gives "a b") and whitespace runs, &nbsp; included, collapse to one space.
+- links: every <a href> and <area href> in document order, resolved by crawler.urls.resolve against
+  the first <base href> (itself resolved against the page URL) or the page URL; those urls.resolve
+  refuses (javascript:, mailto:, tel:, data:, invalid) are dropped, and so are links inside <template>
+  (inert) and hrefs over 8 KB. Links inside <noscript> are kept: a crawler is a client without scripts.
+  Text in comments or <script> never becomes a link: the parser does not make elements of it.
+  One Link per URL; its anchor is the first non-empty one among the URL's links.
+- anchor: the link's visible text, else its own alt (<area>), else the alt of an <img> inside, else
+  aria-label, else title; whitespace-collapsed; "" when none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+
+from bs4 import (
+    BeautifulSoup,
+    CData,
+    MarkupResemblesLocatorWarning,
+    NavigableString,
+    Tag,
+    XMLParsedAsHTMLWarning,
+)
+from bs4.builder import HTMLTreeBuilder
+
+from crawler.charset import decode_html
+from crawler.records import Link, Page
+from crawler.urls import resolve
+
+_log = logging.getLogger(__name__)
+
+_MAX_HREF = 8192  # longer hrefs are junk (or an attack) and would bloat the frontier
+_WANTED = frozenset({"title", "base", "meta", "a", "area", "template", "body"})
+
+
+class NoscriptString(NavigableString):
+    """A string inside <noscript>: left out of the visible text."""
+
+
+class TitleString(NavigableString):
+    """A string inside <title>: the page title, or an SVG tooltip; never body text."""
+
+
+# bs4 gives strings under these tags their own classes, and get_text() keeps only plain strings:
+# that is what leaves script, style, template, rt/rp, noscript and title out of the text, for free.
+_STRING_CONTAINERS = {**HTMLTreeBuilder.DEFAULT_STRING_CONTAINERS, "noscript": NoscriptString, "title": TitleString}
+_ANCHOR_STRINGS = (NavigableString, CData, NoscriptString)
+
+
+def extract(url: str, body: bytes, content_type: str | None) -> Page:
+    """Extract a Page from an HTML body; never raises. `content_type` is the whole header value."""
+    page = Page(content_hash=hashlib.sha1(body).hexdigest())
+    try:
+        text, page.encoding = decode_html(body, content_type)
+        _fill(page, url, parse(text))
+    except Exception:  # noqa: BLE001 - hostile markup must not kill an extraction process
+        _log.exception("extraction failed for %s", url)
+    return page
+
+
+def parse(text: str) -> BeautifulSoup:
+    """Parse decoded HTML with the lxml tree builder, silencing bs4's warnings about odd input."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)  # a body like "http://x" or "a.html"
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # an RSS feed or sitemap served as text/html
+        return BeautifulSoup(text, "lxml", multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
+
+
+def _fill(page: Page, url: str, soup: BeautifulSoup) -> None:
+    tags = _tags_by_name(soup)
+    page.title = _title(tags.get("title", []))
+    page.description = _description(tags.get("meta", []))
+    bodies = tags.get("body")
+    page.text = _collapse(bodies[0].get_text(" ")) if bodies else ""
+    anchors = _outside_templates(tags.get("a", [])) if "template" in tags else tags.get("a", [])
+    page.links = _links(_base_url(url, tags.get("base", [])), anchors)
+
+
+def _tags_by_name(soup: BeautifulSoup) -> dict[str, list[Tag]]:
+    """The tags extraction needs, by name in document order (<area> counts as "a"), in one walk."""
+    found: dict[str, list[Tag]] = {}
+    for element in soup.descendants:
+        if isinstance(element, Tag) and element.name in _WANTED:
+            found.setdefault("a" if element.name == "area" else element.name, []).append(element)
+    return found
+
+
+def _title(titles: list[Tag]) -> str | None:
+    for tag in titles:
+        if tag.find_parent("svg") is None:
+            return _collapse(tag.get_text()) or None
+    return None
+
+
+def _description(metas: list[Tag]) -> str | None:
+    found: dict[str, str] = {}
+    for meta in metas:
+        key = (_attr(meta, "name") or _attr(meta, "property")).strip().lower()
+        if key in ("description", "og:description"):
+            found.setdefault(key, _collapse(_attr(meta, "content")))
+    return found.get("description") or found.get("og:description") or None
+
+
+def _base_url(url: str, bases: list[Tag]) -> str:
+    """The first <base href>, resolved against the page URL; the page URL when none is usable."""
+    for tag in bases:
+        if tag.has_attr("href"):
+            return resolve(url, _attr(tag, "href")) or url
+    return url
+
+
+def _outside_templates(anchors: list[Tag]) -> list[Tag]:
+    return [tag for tag in anchors if tag.find_parent("template") is None]
+
+
+def _links(base: str, anchors: list[Tag]) -> list[Link]:
+    links: dict[str, Link] = {}
+    for tag, target in _targets(base, anchors):
+        link = links.get(target)
+        if link is None:
+            links[target] = Link(url=target, anchor=_anchor(tag))
+        elif not link.anchor:
+            link.anchor = _anchor(tag)
+    return list(links.values())
+
+
+def _targets(base: str, anchors: Iterable[Tag]) -> Iterator[tuple[Tag, str]]:
+    """(tag, absolute URL) for each anchor whose href resolves to something crawlable."""
+    resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", headline and image)
+    for tag in anchors:
+        href = _attr(tag, "href")
+        if href not in resolved:
+            resolved[href] = resolve(base, href) if href and len(href) <= _MAX_HREF else None
+        if (target := resolved[href]) is not None:
+            yield tag, target
+
+
+def _anchor(tag: Tag) -> str:
+    text = _collapse(tag.get_text(" ", types=_ANCHOR_STRINGS))
+    if text:
+        return text
+    img = tag.find("img", alt=True) if tag.name == "a" else None
+    for value in (_attr(tag, "alt"), _attr(img, "alt"), _attr(tag, "aria-label"), _attr(tag, "title")):
+        if value := _collapse(value):
+            return value
+    return ""
+
+
+def _attr(tag: Tag | None, name: str) -> str:
+    """An attribute as a str ("" when absent); multi_valued_attributes=None keeps every value a str."""
+    value = tag.get(name) if isinstance(tag, Tag) else None
+    return value if isinstance(value, str) else ""
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())

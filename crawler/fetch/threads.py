@@ -1,0 +1,57 @@
+"""The thread engine: a multiprocessing.dummy Pool, one requests Session per thread (threading.local).
+
+The fallback where gevent is absent or unwanted. Each thread's Session pools connections to the
+hosts that thread talks to; `per_host` connections per host are enough there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from multiprocessing.dummy import Pool
+from multiprocessing.pool import AsyncResult
+from typing import Any
+
+import requests
+
+from crawler.fetch.http import make_session
+
+
+class ThreadEngine:
+    name = "threads"
+
+    def __init__(self, concurrency: int, user_agent: str) -> None:
+        self._pool = Pool(concurrency)
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._user_agent = user_agent
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._pool.apply_async(fn, args, callback=self._done.put, error_callback=self._done.put)
+
+    def results(self, timeout: float) -> list[Any]:
+        """What finished, waiting up to `timeout` seconds for the first one."""
+        try:
+            items = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while not self._done.empty():
+            items.append(self._done.get_nowait())
+        return items
+
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = make_session(4, self._user_agent)
+            self._sessions.append(session)  # list.append is atomic; closed in close()
+        return session
+
+    def wait(self, result: AsyncResult) -> Any:
+        return result.get()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._pool.terminate()
+        for session in self._sessions:
+            session.close()

@@ -1,0 +1,96 @@
+"""The runner: one crawl's life — open the store, start or resume, build the engine, crawl, record the end.
+
+This is the library call behind `crawl [SEEDS]`: the CLI turns options into Settings and calls `start`
+or `resume`; everything it prints is a one-line summary or a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+
+from crawler.crawl import Crawl
+from crawler.fetch import load_engine
+from crawler.progress import Progress
+from crawler.settings import Settings
+from crawler.store import Store, open_store
+from crawler.urls import Scope, host_of
+
+EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class NothingToResume(Exception):
+    """`crawl` without seeds found no unfinished crawl in the database."""
+
+
+@dataclass
+class Result:
+    crawl_id: int
+    status: str
+    pages: int
+    errors: int
+    seconds: float
+    stop_signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FOR_SIGNAL.get(self.stop_signal, 0) if self.stop_signal else 0
+
+    def summary(self) -> str:
+        rate = self.pages / max(self.seconds, 1e-9)
+        return (f"crawl {self.crawl_id} {self.status}: {self.pages} pages, {self.errors} errors "
+                f"in {self.seconds:.1f} s ({rate:.1f} pages/s)")
+
+
+def start(settings: Settings, seeds: list[str]) -> Result:
+    """A new crawl of `seeds` (normalized URLs) into settings.db."""
+    scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
+    store = open_store(settings.db)
+    try:
+        crawl_id = store.start_crawl(seeds, settings.to_json())
+        store.save(crawl_id, [], [(url, host_of(url), 0) for url in seeds])
+        return _run(settings, store, crawl_id, scope)
+    finally:
+        store.close()
+
+
+def resume(db: str, overrides: dict[str, object]) -> Result:
+    """Resume the latest unfinished crawl in `db`, with its saved settings less `overrides`."""
+    store = open_store(db)
+    try:
+        latest = store.latest_unfinished()
+        if latest is None:
+            raise NothingToResume(f"nothing to resume in {db}: give SEEDS to start a crawl")
+        crawl_id, seeds, settings_json = latest
+        settings = with_overrides(Settings.from_json(settings_json), overrides)
+        scope = scope_of(settings, seeds)
+        store.resume(crawl_id)
+        return _run(settings, store, crawl_id, scope)
+    finally:
+        store.close()
+
+
+def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
+    """Settings with the options given on the command line put over the saved ones."""
+    limits = {k: v for k, v in overrides.items() if hasattr(settings.limits, k)}
+    top = {k: v for k, v in overrides.items() if not hasattr(settings.limits, k)}
+    data = json.loads(settings.to_json()) | top
+    data["limits"] = data["limits"] | limits
+    return Settings.from_json(json.dumps(data))
+
+
+def scope_of(settings: Settings, seeds: list[str]) -> Scope:
+    return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
+
+
+def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope) -> Result:
+    engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
+    crawl = Crawl(settings, store, crawl_id, scope, engine)
+    began = time.monotonic()
+    pages_before = crawl.tally.pages
+    status = crawl.run(Progress.for_terminal(settings.quiet))
+    store.finish_crawl(crawl_id, status)
+    return Result(crawl_id, status, crawl.tally.pages - pages_before, crawl.tally.errors,
+                  time.monotonic() - began, crawl.stop_signal)

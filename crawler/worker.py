@@ -1,0 +1,139 @@
+"""The worker: what one greenlet or pool thread does with a job (guard, fetch, extract), and the extraction pool.
+
+Runs on the engine's workers, never on the crawl loop. Every function here returns a value and never
+raises, so one broken page can't stall the loop: trouble ends up in the record's `error`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.pool import Pool
+from typing import Any, Protocol
+
+from crawler.extract import extract
+from crawler.fetch.guard import AddressGuard
+from crawler.fetch.http import fetch_one
+from crawler.records import Job, Outcome, Page, Response
+from crawler.robots import Rules, rules_for
+from crawler.scheduler import Scheduler
+from crawler.settings import Settings
+from crawler.urls import Scope, host_of, trap_reason
+
+HTML_TYPES = {"text/html", "application/xhtml+xml"}
+PR_SET_PDEATHSIG = 1
+
+
+class Engine(Protocol):
+    """What a worker needs from its engine: a session for its thread and a way to wait for a process."""
+
+    def session(self) -> Any: ...
+
+    def wait(self, result: Any) -> Any: ...
+
+
+@dataclass
+class RobotsResult:
+    origin: str
+    rules: Rules
+    response: Response
+
+    @property
+    def problem(self) -> str | None:
+        """Why robots.txt could not be read (unreachable, or a server error), for the refusal rows."""
+        response = self.response
+        if response.error:
+            return f"unreachable ({response.error})"
+        if response.status is not None and response.status >= 500:
+            return f"unavailable (HTTP {response.status})"
+        return None
+
+
+def die_with_parent() -> None:
+    """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown still applies
+
+
+def start_pool(workers: int) -> Pool:
+    """The extraction processes. spawn: a child must not inherit a monkey-patched interpreter."""
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=die_with_parent)
+
+
+def is_html(response: Response) -> bool:
+    kind = response.content_type
+    return kind in HTML_TYPES or (not kind and response.body.lstrip()[:1] == b"<")
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        scope: Scope,
+        scheduler: Scheduler,
+        guard: AddressGuard,
+        is_known: Callable[[str], bool],
+        pool: Pool | None,
+    ) -> None:
+        self.engine, self.settings, self.scope = engine, settings, scope
+        self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
+
+    def page(self, job: Job) -> Outcome:
+        try:
+            return self._page(job)
+        except Exception as exc:  # a bug must cost one page, not the crawl
+            return Outcome(job, Response(job.url, job.url, error=f"internal: {exc!r}"[:500]))
+
+    def _page(self, job: Job) -> Outcome:
+        blocked = self.guard.check(job.url)
+        if blocked:
+            return Outcome(job, Response(job.url, job.url, error=blocked))
+        follow = self._follower(job.url)
+        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow)
+        page = self._extract(response) if response.error is None and is_html(response) else None
+        response.length, response.body = len(response.body), b""
+        return Outcome(job, response, page)
+
+    def _follower(self, url: str) -> Callable[[str], bool]:
+        """Redirect hops followed in place: same host, in scope, allowed, not a trap, not seen before."""
+        host = host_of(url)
+
+        def follow(hop: str) -> bool:
+            rules = self.scheduler.rules_for(hop)
+            return (
+                host_of(hop) == host
+                and self.scope.allows(hop)
+                and trap_reason(hop, self.settings.limits.max_url_length) is None
+                and rules is not None
+                and rules.allowed(hop, self.settings.user_agent)
+                and not self.is_known(hop)
+            )
+
+        return follow
+
+    def _extract(self, response: Response) -> Page | None:
+        args = (response.final_url, response.body, response.headers.get("content-type"))
+        try:
+            if self.pool is None:
+                return extract(*args)
+            return self.engine.wait(self.pool.apply_async(extract, args))
+        except Exception as exc:
+            response.error = f"parse error: {exc!r}"[:500]
+            return None
+
+    def robots(self, origin: str) -> RobotsResult:
+        url = origin + "/robots.txt"
+        try:
+            response = fetch_one(self.engine.session(), url, self.settings.limits, follow=lambda hop: True)
+        except Exception as exc:
+            response = Response(url, url, error=f"internal: {exc!r}"[:500])
+        rules = rules_for(None if response.error else response.status, response.body)
+        response.body = b""
+        return RobotsResult(origin, rules, response)

@@ -1,0 +1,122 @@
+"""Every command and exit code of the CLI, bad input included: one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+
+def assert_one_line_error(result, code: int, needle: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert needle in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def crawled(site_factory, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    site = site_factory("--pages", "12", "--fanout", "4")
+    db = tmp_path_factory.mktemp("cli") / "crawl.db"
+    result = run_cli(site.url, "--db", str(db), "--quiet", "--parse-workers", "1")
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+@pytest.mark.parametrize("command", [[], ["crawl"], ["sql"], ["stats"]])
+def test_help_of_every_command(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_crawl_help_lists_every_option() -> None:
+    out = run_cli("crawl", "--help").stdout
+    for option in ("--engine", "--concurrency", "--db", "--max-depth", "--max-pages", "--scope", "--include",
+                   "--exclude", "--parse-workers", "--user-agent", "--quiet", "--per-host", "--delay",
+                   "--timeout", "--retries", "--max-bytes", "--ignore-robots", "--allow-private"):
+        assert option in out
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_sql_formats_parse(crawled: Path, fmt: str) -> None:
+    result = run_cli("sql", "SELECT url, title FROM pages ORDER BY url", "--db", str(crawled), "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(result.stdout)))
+        assert rows[0] == ["url", "title"] and len(rows) == 13
+    elif fmt == "json":
+        rows = json.loads(result.stdout)
+        assert len(rows) == 12 and set(rows[0]) == {"url", "title"}
+    else:
+        assert "Page 3 of the test site" in result.stdout and "url" in result.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("query", [
+    "DELETE FROM pages",
+    "DROP TABLE pages",
+    "UPDATE pages SET title = 'x'",
+    "INSERT INTO links (page_id, url, anchor) VALUES (1, 'x', 'y')",
+    "WITH doomed AS (SELECT id FROM pages) DELETE FROM pages WHERE id IN (SELECT id FROM doomed)",
+    "SELECT 1; DELETE FROM pages",
+    "ATTACH DATABASE 'other.db' AS other",
+    "PRAGMA journal_mode = DELETE",
+    "VACUUM",
+])
+def test_sql_refuses_writes_and_the_data_stays(crawled: Path, query: str) -> None:
+    result = run_cli("sql", query, "--db", str(crawled))
+    assert_one_line_error(result, 2, "crawl: ")
+    with sqlite3.connect(crawled) as conn:
+        assert conn.execute("SELECT count(*), count(title) FROM pages").fetchone() == (12, 12)
+
+
+def test_sql_error_and_missing_database(crawled: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("sql", "SELECT nope FROM pages", "--db", str(crawled)), 2, "nope")
+    assert_one_line_error(run_cli("sql", "SELECT 1", "--db", str(tmp_path / "none.db")), 2, "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_stats(crawled: Path) -> None:
+    result = run_cli("stats", "--db", str(crawled))
+    assert result.returncode == 0, result.stderr
+    assert "finished" in result.stdout and "12" in result.stdout and "200" in result.stdout
+
+
+def test_missing_seeds_file(db: Path) -> None:
+    assert_one_line_error(run_cli("no-such-seeds.txt", "--db", str(db)), 2, "no such seeds file")
+
+
+def test_junk_lines_are_skipped_with_a_warning_and_good_lines_crawled(site_factory, db: Path,
+                                                                      tmp_path: Path) -> None:
+    site = site_factory("--pages", "12", "--fanout", "4")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text(f"# seeds\nthis is junk\n{site.url}\n")
+    result = run_cli(str(seeds), "--db", str(db), "--max-depth", "0")
+    assert result.returncode == 0, result.stderr
+    assert f"{seeds}:2: not an http(s) URL" in result.stderr and "Traceback" not in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT url FROM pages").fetchall() == [(site.url,)]
+
+
+def test_unwritable_db(tmp_path: Path) -> None:
+    result = run_cli("http://127.0.0.1:9/", "--db", str(tmp_path / "missing-dir" / "x.db"))
+    assert_one_line_error(result, 1, "crawl: ")
+
+
+def test_nothing_to_resume(db: Path) -> None:
+    assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
+
+
+def test_unreachable_seed_is_an_error_row_and_exit_0(db: Path) -> None:
+    result = run_cli("http://127.0.0.1:9/", "--db", str(db), "--timeout", "2", "--retries", "0")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        [(url, status, error)] = conn.execute("SELECT url, status, error FROM pages").fetchall()
+    assert url == "http://127.0.0.1:9/" and status is None and "connection" in error
+
+
+def test_bad_regex_is_one_line(db: Path) -> None:
+    assert_one_line_error(run_cli("http://127.0.0.1:9/", "--db", str(db), "--include", "("), 2, "crawl: ")

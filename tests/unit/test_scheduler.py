@@ -1,0 +1,76 @@
+"""The scheduler with numbers as the clock: robots first, per-host slots, delays, refusals."""
+
+from __future__ import annotations
+
+from crawler.politeness import Politeness
+from crawler.records import Job
+from crawler.robots import ALLOW_ALL, DISALLOW_ALL, parse
+from crawler.scheduler import Scheduler
+
+UA = "crawler/0.1"
+
+
+def jobs(*urls: str) -> list[Job]:
+    return [Job(i, url, 0) for i, url in enumerate(urls)]
+
+
+def scheduler(per_host: int = 2, delay: float = 0.0, obey: bool = True) -> Scheduler:
+    return Scheduler(Politeness(per_host, delay), UA, capacity=10, obey_robots=obey)
+
+
+def test_robots_is_fetched_once_per_origin_before_any_page() -> None:
+    s = scheduler()
+    s.add(jobs("http://a/1", "http://a/2", "http://b/1"))
+    ready = s.take(0.0)
+    assert ready.robots == ["http://a", "http://b"] and not ready.fetch
+    assert s.take(0.0).robots == []  # pending, not asked again
+
+
+def test_pages_start_once_rules_arrive_up_to_per_host() -> None:
+    s = scheduler(per_host=2)
+    s.add(jobs("http://a/1", "http://a/2", "http://a/3"))
+    s.take(0.0)
+    s.politeness.finished("a", 0.1, 200)
+    s.set_rules("http://a", ALLOW_ALL, max_delay=30)
+    assert [j.url for j in s.take(0.2).fetch] == ["http://a/1", "http://a/2"]
+    assert len(s) == 1 and s.take(0.3).fetch == []
+    s.politeness.finished("a", 0.4, 200)
+    assert [j.url for j in s.take(0.5).fetch] == ["http://a/3"]
+
+
+def test_disallowed_pages_are_refused_with_the_reason() -> None:
+    s = scheduler()
+    s.add(jobs("http://a/private/x", "http://b/y"))
+    s.set_rules("http://a", parse("User-agent: *\nDisallow: /private/"), max_delay=30)
+    s.set_rules("http://b", DISALLOW_ALL, max_delay=30, problem="unreachable (timeout)")
+    ready = s.take(0.0)
+    assert [(j.url, why) for j, why in ready.refused] == [
+        ("http://a/private/x", "blocked: robots.txt"),
+        ("http://b/y", "blocked: robots.txt unreachable (timeout)"),
+    ]
+
+
+def test_crawl_delay_spaces_request_starts_and_is_capped() -> None:
+    s = scheduler(per_host=5)
+    s.set_rules("http://a", parse("User-agent: *\nCrawl-delay: 100"), max_delay=3)
+    s.add(jobs("http://a/1", "http://a/2"))
+    assert len(s.take(0.0).fetch) == 1
+    assert s.wait_time(1.0) == 2.0
+    assert s.take(2.9).fetch == []
+    assert len(s.take(3.0).fetch) == 1
+
+
+def test_ignoring_robots_fetches_no_robots_txt() -> None:
+    s = scheduler(obey=False)
+    s.add(jobs("http://a/1"))
+    ready = s.take(0.0)
+    assert ready.robots == [] and [j.url for j in ready.fetch] == ["http://a/1"]
+
+
+def test_crowded_hosts_counts_buffered_and_in_flight() -> None:
+    s = scheduler(per_host=1, obey=False)
+    s.add(jobs("http://a/1", "http://a/2", "http://b/1"))
+    assert s.crowded_hosts(2) == {"a"}
+    s.take(0.0)  # a/1 and b/1 start; a/2 waits for a's slot
+    assert s.crowded_hosts(2) == {"a"} and s.crowded_hosts(3) == set()
+    assert [j.url for j in s.drain()] == ["http://a/2"] and s.crowded_hosts(1) == set()

@@ -1,0 +1,34 @@
+"""Seeds from arguments and files: comments, junk lines, missing files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.seeds import SeedError, read_seeds
+
+
+def test_files_and_urls_with_comments_blanks_and_junk(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("# a comment\n\nhttp://A.example/x\nnot a url\nftp://x/\n  https://b.example  \n")
+    urls, warnings = read_seeds([str(seeds), "http://c.example/#frag", "http://a.example/x"])
+    assert urls == ["http://a.example/x", "https://b.example/", "http://c.example/"]
+    assert warnings == [
+        f"{seeds}:4: not an http(s) URL, skipped: 'not a url'",
+        f"{seeds}:5: not an http(s) URL, skipped: 'ftp://x/'",
+    ]
+
+
+def test_missing_file_and_nothing_valid(tmp_path: Path) -> None:
+    with pytest.raises(SeedError, match="no such seeds file"):
+        read_seeds([str(tmp_path / "missing.txt")])
+    junk = tmp_path / "junk.txt"
+    junk.write_bytes(b"\xff\xfe garbage\n")
+    with pytest.raises(SeedError, match="no valid seed URLs"):
+        read_seeds([str(junk)])
+
+
+def test_the_shipped_python_seed_list_parses() -> None:
+    urls, warnings = read_seeds([str(Path(__file__).parents[2] / "seeds" / "python.txt")])
+    assert len(urls) == 13 and not warnings

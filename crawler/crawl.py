@@ -79,6 +79,9 @@ class Crawl:
     def _loop(self) -> None:
         while self.stop_signal is None:
             self._refill()
+            if self.discovered and len(self.scheduler) < self.settings.limits.concurrency:
+                self.flush()  # running low on work: make what was discovered claimable now
+                self._refill()
             self._dispatch(time.monotonic())
             if not self.in_flight and not len(self.scheduler):
                 self.flush()

@@ -1,0 +1,327 @@
+"""Query: read-only SQL over a crawl database (`crawl sql`), the figures of `crawl stats`, and their output.
+
+A query may read, never write. Three fences, any one of which refuses a write:
+1. the statement must start with a reading keyword (SELECT, WITH, VALUES, EXPLAIN, PRAGMA, TABLE, SHOW);
+2. SQLite: the file is opened read-only (`mode=ro`) and an authorizer allows only reads, functions,
+   recursive CTEs and introspection PRAGMAs; PostgreSQL: a READ ONLY transaction, rolled back;
+3. one statement only (sqlite3 refuses more; on PostgreSQL the query is a prepared statement, which
+   cannot hold two), so `SELECT 1; DELETE ...` never reaches the DELETE.
+Every failure is a QueryError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Row, create_engine, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from crawler.schema import crawls, frontier, pages
+from crawler.store import StoreError, database_url, first_line, make_engine
+
+READING = {"SELECT", "WITH", "VALUES", "EXPLAIN", "PRAGMA", "TABLE", "SHOW"}
+ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+INTROSPECTION = {  # PRAGMAs that only read, whatever their argument
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "database_list", "collation_list", "function_list", "module_list", "pragma_list",
+    "compile_options", "integrity_check", "quick_check",
+}  # fmt: skip
+ACTING = {"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory"}  # act even without a value
+ACTIONS = {  # authorizer action code -> what the message calls it
+    getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
+    for name in (
+        "INSERT", "UPDATE", "DELETE", "CREATE_TABLE", "CREATE_INDEX", "CREATE_VIEW", "CREATE_TRIGGER",
+        "CREATE_TEMP_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_VIEW", "CREATE_TEMP_TRIGGER", "CREATE_VTABLE",
+        "DROP_TABLE", "DROP_INDEX", "DROP_VIEW", "DROP_TRIGGER", "DROP_TEMP_TABLE", "DROP_TEMP_INDEX",
+        "DROP_TEMP_VIEW", "DROP_TEMP_TRIGGER", "DROP_VTABLE", "ALTER_TABLE", "ATTACH", "DETACH", "REINDEX",
+        "ANALYZE", "TRANSACTION", "SAVEPOINT",
+    )
+}  # fmt: skip
+WRITING = {"INSERT", "REPLACE", "UPDATE", "DELETE", "MERGE", "UPSERT", "CREATE", "DROP", "ALTER", "TRUNCATE",
+           "ATTACH", "DETACH", "VACUUM", "REINDEX", "ANALYZE", "COPY", "GRANT", "REVOKE"}  # fmt: skip
+MAX_CELL = 60  # characters shown per cell in table format
+
+
+class QueryError(Exception):
+    """The query was refused or failed; the message is one line for humans."""
+
+
+def run_readonly(db: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(columns, rows) of one read-only statement against `db` (path or URL); QueryError otherwise."""
+    check_keyword(sql)
+    url = make_url(database_url(db))
+    if url.get_backend_name() == "sqlite":
+        return sqlite_readonly(url.database or "", sql)
+    if url.get_backend_name() == "postgresql":
+        return postgres_readonly(url, sql)
+    raise QueryError(f"unsupported database {url.drivername!r}")
+
+
+def first_keyword(sql: str) -> str:
+    """The first word of the statement, after comments."""
+    text = re.sub(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", "", sql, flags=re.DOTALL)
+    match = re.match(r"[A-Za-z]+", text)
+    return match.group(0).upper() if match else ""
+
+
+def check_keyword(sql: str) -> None:
+    keyword = first_keyword(sql)
+    if not keyword:
+        raise QueryError("empty query" if not sql.strip() else "refused: not a SQL query")
+    if keyword in WRITING:
+        raise QueryError(f"refused: the query writes ({keyword})")
+    if keyword not in READING:
+        raise QueryError(
+            f"refused: {keyword} is not a reading statement (SELECT, WITH, VALUES, EXPLAIN, PRAGMA)"
+        )
+
+
+def authorize(denied: list[str], action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+    """sqlite3 authorizer: reads only; the first denied action is recorded for the message."""
+    if action in ALLOWED:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and arg1 is not None:
+        name = arg1.lower()
+        if name in INTROSPECTION or (arg2 is None and name not in ACTING):
+            return sqlite3.SQLITE_OK
+        denied.append(f"PRAGMA {arg1}" + (f"={arg2}" if arg2 is not None else ""))
+        return sqlite3.SQLITE_DENY
+    denied.append(ACTIONS.get(action, f"action {action}"))
+    return sqlite3.SQLITE_DENY
+
+
+def sqlite_readonly(path: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    if not path or not Path(path).is_file():
+        raise QueryError(f"no database at {path}")
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as e:
+        raise QueryError(f"cannot open {path}: {e}") from None
+    denied: list[str] = []
+    conn.set_authorizer(partial(authorize, denied))
+    try:
+        cursor = conn.execute(sql)
+        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+    except sqlite3.ProgrammingError as e:
+        if "one statement" in str(e):
+            raise QueryError("refused: one statement at a time") from None
+        raise QueryError(f"SQL error: {e}") from None
+    except sqlite3.Error as e:
+        raise QueryError(sqlite_message(path, e, denied)) from None
+    finally:
+        conn.close()
+
+
+def sqlite_message(path: str, error: sqlite3.Error, denied: list[str]) -> str:
+    if denied:
+        return f"refused: the query writes ({denied[0]})"
+    if "readonly database" in str(error):
+        return "refused: the query writes"
+    if "file is not a database" in str(error):
+        return f"{path} is not a SQLite database"
+    return f"SQL error: {first_line(error)}"
+
+
+def postgres_readonly(url: URL, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """One prepared statement (a second one is a syntax error) in a READ ONLY transaction, rolled back."""
+    import psycopg  # the PostgreSQL driver is an optional dependency
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, prepare=True)
+                rows = cursor.fetchall() if cursor.description else []
+                return [d.name for d in cursor.description or ()], rows
+            finally:
+                conn.rollback()
+    except SQLAlchemyError as e:
+        raise QueryError(f"cannot connect to {url.render_as_string()}: {first_line(e)}") from None
+    except psycopg.Error as e:
+        raise QueryError(postgres_message(e)) from None
+    finally:
+        engine.dispose()
+
+
+def postgres_message(error: Exception) -> str:
+    """Refusals by the READ ONLY transaction or the prepared statement, in the words used for SQLite."""
+    state, text = getattr(error, "sqlstate", None), first_line(error)
+    if state == "25006":  # read_only_sql_transaction
+        match = re.search(r"cannot execute ([A-Z]+(?: [A-Z]+)*)", text)
+        return f"refused: the query writes ({match.group(1) if match else text})"
+    if "multiple commands" in text:
+        return "refused: one statement at a time"
+    return f"SQL error: {text}"
+
+
+def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
+    """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
+    try:
+        engine = make_engine(db, create=False)
+    except StoreError as e:
+        raise QueryError(str(e)) from None
+    try:
+        with engine.connect() as conn:
+            return crawl_stats(conn, crawl_id)
+    except SQLAlchemyError as e:
+        raise QueryError(f"cannot read crawl stats from {db}: {first_line(e)}") from None
+    finally:
+        engine.dispose()
+
+
+def find_crawl(conn: Connection, crawl_id: int | None) -> Row[Any]:
+    query = select(crawls)
+    query = (
+        query.order_by(crawls.c.id.desc()).limit(1)
+        if crawl_id is None
+        else query.where(crawls.c.id == crawl_id)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        raise QueryError(
+            "no crawl in this database" if crawl_id is None else f"no crawl {crawl_id} in this database"
+        )
+    return row
+
+
+def counts(conn: Connection, column: Any, *where: Any) -> dict[Any, int]:
+    """{value: count} of `column`, grouped, under `where`."""
+    return {
+        value: n for value, n in conn.execute(select(column, func.count()).where(*where).group_by(column))
+    }
+
+
+def error_kinds(conn: Connection, crawl_id: int) -> dict[str, int]:
+    """{kind: count}, the kind being an error's text up to its first ':'; most frequent first."""
+    kinds: dict[str, int] = {}
+    for error, n in counts(
+        conn, pages.c.error, pages.c.crawl_id == crawl_id, pages.c.error.is_not(None)
+    ).items():
+        kind = error.split(":", 1)[0].strip()
+        kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
+def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
+    """id, status, started_at, finished_at, pages, statuses {status: n}, errors {kind: n}, hosts,
+    frontier {state: n}, duration_s and pages_per_s (measured up to now while the crawl is unfinished)."""
+    crawl = find_crawl(conn, crawl_id)
+    of_crawl = pages.c.crawl_id == crawl.id
+    n_pages = conn.execute(select(func.count()).select_from(pages).where(of_crawl)).scalar_one()
+    joined = pages.join(frontier, (frontier.c.crawl_id == pages.c.crawl_id) & (frontier.c.url == pages.c.url))
+    hosts = select(func.count(frontier.c.host.distinct())).select_from(joined).where(of_crawl)
+    end = crawl.finished_at or dt.datetime.now(dt.UTC)
+    duration = max((end - crawl.started_at).total_seconds(), 0.0)
+    return {
+        "id": crawl.id,
+        "status": crawl.status,
+        "started_at": crawl.started_at,
+        "finished_at": crawl.finished_at,
+        "pages": n_pages,
+        "statuses": dict(sorted(counts(conn, pages.c.status, of_crawl, pages.c.status.is_not(None)).items())),
+        "errors": error_kinds(conn, crawl.id),
+        "hosts": conn.execute(hosts).scalar_one(),
+        "frontier": counts(conn, frontier.c.state, frontier.c.crawl_id == crawl.id),
+        "duration_s": round(duration, 3),
+        "pages_per_s": round(n_pages / duration, 2) if duration > 0 else 0.0,
+    }
+
+
+def plain(value: Any) -> Any:
+    """A JSON/CSV-friendly form of one database value."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Rows as `table` (aligned, long cells cut), `csv` (with a header) or `json` (an array of objects)."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([plain(v) for v in row] for row in rows)
+        return out.getvalue().rstrip("\n")
+    if fmt == "json":
+        keys = unique_names(columns)
+        return json.dumps([dict(zip(keys, map(plain, row))) for row in rows], indent=2, ensure_ascii=False)
+    if fmt == "table":
+        return format_table(columns, rows)
+    raise QueryError(f"unknown format {fmt!r}: use table, csv or json")
+
+
+def unique_names(columns: Sequence[str]) -> list[str]:
+    """Column names made unique for JSON keys: a repeated `a` becomes `a_2`, `a_3`, ..."""
+    seen: dict[str, int] = {}
+    names = []
+    for name in columns:
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return names
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = " ".join(str(plain(value)).split()) if isinstance(value, str) else str(plain(value))
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Aligned columns (numbers to the right), a rule under the header, and a row count."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(columns)]
+    numeric = [
+        all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+        for i in range(len(columns))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    body = [line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+    return "\n".join([*body, f"({len(rows)} row{'' if len(rows) == 1 else 's'})"])
+
+
+def format_stats(figures: dict[str, Any]) -> str:
+    """The human summary of `crawl stats`."""
+
+    def when(value: dt.datetime | None) -> str:
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+    def listing(mapping: dict[Any, int]) -> str:
+        return ", ".join(f"{key}: {n}" for key, n in mapping.items()) or "none"
+
+    f = figures
+    return "\n".join(
+        [
+            f"crawl     {f['id']} ({f['status']})",
+            f"started   {when(f['started_at'])}",
+            f"finished  {when(f['finished_at'])}",
+            f"duration  {f['duration_s']:.1f} s",
+            f"pages     {f['pages']} ({f['pages_per_s']:.1f} pages/s)",
+            f"hosts     {f['hosts']}",
+            f"statuses  {listing(f['statuses'])}",
+            f"errors    {listing(f['errors'])}",
+            f"frontier  {listing(f['frontier'])}",
+        ]
+    )

@@ -1,0 +1,379 @@
+"""Store: the database a crawl lives in (crawls, frontier, pages, links) and the engine that reaches it.
+
+SQLite by default (a bare path is accepted where a URL is expected), PostgreSQL with the same tables.
+SQLite runs in WAL mode (readers never wait for the writer), synchronous=NORMAL, with a busy timeout;
+write transactions start with BEGIN IMMEDIATE so a lock is met up front, never half-way. A database
+locked by another process for longer than the busy timeout is retried with backoff for up to
+`lock_wait` seconds, then reported as a StoreError. Every failure to open, migrate or write reaches
+the caller as a StoreError with a one-line message, never a driver traceback.
+
+The schema is migrated with alembic on open (`upgrade`), the same way the tests do it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from crawler.records import Outcome
+from crawler.schema import (
+    CLAIMED,
+    DONE,
+    QUEUED,
+    RUNNING,
+    bulk_insert,
+    crawls,
+    frontier,
+    insert_ignore,
+    links,
+    pages,
+)
+from crawler.urls import host_of
+
+if TYPE_CHECKING:
+    from crawler.frontier.sql import SqlFrontier
+
+T = TypeVar("T")
+
+# Installed: crawler/migrations (see pyproject's package-dir); from a checkout: the repo's migrations/.
+MIGRATIONS = next(
+    p for p in (Path(__file__).resolve().parent / "migrations", Path(__file__).resolve().parent.parent / "migrations")
+    if p.is_dir()
+)
+BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock
+LOCK_WAIT = 300.0  # seconds in total a write keeps retrying a locked database
+WRITE = "crawler_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
+LOCK_WAIT_OPTION = "crawler_lock_wait"
+
+
+class StoreError(Exception):
+    """The database cannot be opened, migrated or written; the message is one line for humans."""
+
+
+def database_url(db: str) -> str:
+    """A SQLAlchemy URL for `db`: URLs pass through, a bare path becomes sqlite:///<absolute path>."""
+    if "://" in db:
+        return db
+    return "sqlite:///" + os.path.abspath(os.path.expanduser(db))
+
+
+def first_line(error: BaseException) -> str:
+    """The driver's own message (not SQLAlchemy's wrapping), first line only."""
+    orig = getattr(error, "orig", None) or error
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def is_locked(error: BaseException) -> bool:
+    """SQLite's SQLITE_BUSY / SQLITE_LOCKED ("database is locked", "database table is locked")."""
+    orig = getattr(error, "orig", error)
+    return isinstance(orig, sqlite3.OperationalError) and "is locked" in str(orig)
+
+
+def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    """Run `fn` in one write transaction; retry it while SQLite reports a lock, up to the lock wait."""
+    lock_wait = engine.get_execution_options().get(LOCK_WAIT_OPTION, LOCK_WAIT)
+    deadline, delay = time.monotonic() + lock_wait, 0.05
+    writer = engine.execution_options(**{WRITE: True})
+    while True:
+        try:
+            with writer.begin() as conn:
+                return fn(conn)
+        except DBAPIError as e:
+            if not is_locked(e):
+                raise StoreError(f"database error: {first_line(e)}") from e
+            if time.monotonic() + delay > deadline:
+                raise StoreError(f"database is locked by another process (waited {lock_wait:g} s)") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The alembic Config, built in code: script_location is the repo's migrations/ folder."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the database to the newest revision (alembic `upgrade head`) in one transaction."""
+
+    def migrate(conn: Connection) -> None:
+        command.upgrade(alembic_config(conn), "head")
+
+    run_write(engine, migrate)
+
+
+def check_sqlite_path(path: str | None, create: bool) -> None:
+    """Refuse, with a readable message, the paths SQLite would fail on with a bare 'unable to open'."""
+    if not path or path == ":memory:":
+        raise StoreError("an in-memory SQLite database cannot hold a crawl; give a file path")
+    file, parent = Path(path), Path(path).parent
+    if file.is_dir():
+        raise StoreError(f"{path} is a directory, not a database file")
+    if not file.exists() and not create:
+        raise StoreError(f"no database at {path}")
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise StoreError(f"cannot create {path}: {parent} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write to directory {parent} (SQLite needs it for its journal)")
+
+
+def sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    """A SQLite engine in WAL mode that emits its own BEGIN (IMMEDIATE for writes, see run_write)."""
+    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, not the sqlite3 module
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):  # (the busy timeout is `timeout`)
+            dbapi_connection.execute(f"PRAGMA {pragma}").fetchall()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+    return engine
+
+
+def make_engine(db: str, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+    """An engine for `db` (path or URL): SQLite set up for a crawl, or PostgreSQL."""
+    url = make_url(database_url(db))
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        check_sqlite_path(url.database, create)
+        return sqlite_engine(url, busy_timeout)
+    if backend == "postgresql":
+        return create_engine(url)
+    raise StoreError(f"unsupported database {url.drivername!r}: use a SQLite path or a postgresql:// URL")
+
+
+def open_store(
+    db: str, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT, lock_wait: float = LOCK_WAIT
+) -> Store:
+    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible."""
+    engine = make_engine(db, create=create, busy_timeout=busy_timeout)
+    try:
+        upgrade(engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait}))
+    except (StoreError, SQLAlchemyError, CommandError, OSError) as e:
+        engine.dispose()
+        raise StoreError(f"cannot open {shown(engine.url)}: {reason(e)}") from e
+    return Store(engine, lock_wait)
+
+
+def shown(url: URL) -> str:
+    """How a database is named in messages: the SQLite file path, or the URL without its password."""
+    return (
+        url.database or "" if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+    )
+
+
+def reason(error: BaseException) -> str:
+    message = str(error) if isinstance(error, StoreError) else first_line(error)
+    if "file is not a database" in message:
+        return "not a SQLite database"
+    return message.removeprefix("database error: ")
+
+
+def utc(timestamp: float) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC) if timestamp else None
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Store:
+    """Crawls, their pages and their frontier, in one database. Methods are safe to call from threads."""
+
+    def __init__(self, engine: Engine, lock_wait: float = LOCK_WAIT) -> None:
+        self._base = engine
+        self.engine = engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait})
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._base.dispose()
+
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        return run_write(self.engine, fn)
+
+    def frontier(self, crawl_id: int) -> SqlFrontier:
+        """The crawl's SqlFrontier, on this store's engine."""
+        from crawler.frontier.sql import SqlFrontier
+
+        return SqlFrontier(self.engine, crawl_id)
+
+    def start_crawl(self, seeds: list[str], settings_json: str) -> int:
+        """A new crawl, status running; its id."""
+        row = {"started_at": now(), "status": RUNNING, "seeds": json.dumps(seeds), "settings": settings_json}
+        return self.write(
+            lambda c: c.execute(crawls.insert().values(row).returning(crawls.c.id)).scalar_one()
+        )
+
+    def latest_unfinished(self) -> tuple[int, list[str], str] | None:
+        """(id, seeds, settings JSON) of the newest crawl not finished, if any."""
+        query = select(crawls.c.id, crawls.c.seeds, crawls.c.settings).where(crawls.c.status != "finished")
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(crawls.c.id.desc()).limit(1)).first()
+        return None if row is None else (row.id, json.loads(row.seeds), row.settings)
+
+    def resume(self, crawl_id: int) -> int:
+        """Mark the crawl running again and requeue what it had claimed; how many jobs were requeued."""
+
+        def run(conn: Connection) -> int:
+            self._set_status(conn, crawl_id, RUNNING, finished_at=None)
+            claimed = (frontier.c.crawl_id == crawl_id) & (frontier.c.state == CLAIMED)
+            return conn.execute(update(frontier).where(claimed).values(state=QUEUED)).rowcount
+
+        return self.write(run)
+
+    def finish_crawl(self, crawl_id: int, status: str) -> None:
+        """Close the crawl with `status` (finished or interrupted) at the current time."""
+        self.write(lambda conn: self._set_status(conn, crawl_id, status, finished_at=now()))
+
+    def _set_status(
+        self, conn: Connection, crawl_id: int, status: str, finished_at: dt.datetime | None
+    ) -> None:
+        query = update(crawls).where(crawls.c.id == crawl_id).values(status=status, finished_at=finished_at)
+        if conn.execute(query).rowcount != 1:
+            raise StoreError(f"no crawl {crawl_id} in this database")
+
+    def save(
+        self, crawl_id: int, outcomes: list[Outcome], discovered: Iterable[tuple[str, str, int]]
+    ) -> None:
+        """Record fetched outcomes and the URLs they discovered, in one transaction.
+
+        Pages already saved (a refetch after a crash) are skipped with their links; the jobs' frontier
+        rows become done; a redirect target becomes done too, so it is never fetched on its own; the
+        discovered (url, host, depth) are queued unless the frontier already knows them.
+        """
+        new = list(discovered)
+        self.write(lambda conn: save_batch(conn, crawl_id, outcomes, new))
+
+    def stats(self, crawl_id: int | None = None) -> dict[str, Any]:
+        """Figures for `crawl stats` about the given crawl, or the latest one."""
+        from crawler.query import QueryError, crawl_stats
+
+        with self.engine.connect() as conn:
+            try:
+                return crawl_stats(conn, crawl_id)
+            except QueryError as e:
+                raise StoreError(str(e)) from None
+
+
+def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
+    """The pages row of one outcome (HTML fields NULL when there is no extracted Page)."""
+    job, response, page = outcome.job, outcome.response, outcome.page
+    length = response.length if response.length is not None else len(response.body)
+    return {
+        "crawl_id": crawl_id,
+        "url": job.url,
+        "final_url": response.final_url or job.url,
+        "depth": job.depth,
+        "status": response.status,
+        "error": response.error,
+        "content_type": response.content_type or None,
+        "length": length,
+        "fetched_at": utc(response.fetched_at),
+        "elapsed_ms": response.elapsed_ms,
+        "content_hash": (page.content_hash or None) if page else None,
+        "encoding": page.encoding if page else None,
+        "title": page.title if page else None,
+        "description": page.description if page else None,
+        "text": page.text if page else None,
+    }
+
+
+def save_batch(
+    conn: Connection, crawl_id: int, outcomes: list[Outcome], discovered: list[tuple[str, str, int]]
+) -> None:
+    """The body of Store.save, inside its transaction."""
+    unique: dict[str, Outcome] = {}
+    for outcome in outcomes:  # a URL twice in one batch: the first outcome wins
+        unique.setdefault(outcome.job.url, outcome)
+    page_ids = insert_pages(conn, crawl_id, list(unique.values()))
+    insert_links(conn, list(unique.values()), page_ids)
+    job_ids = [o.job.id for o in outcomes]
+    if job_ids:
+        conn.execute(update(frontier).where(frontier.c.id.in_(job_ids)).values(state=DONE))
+    mark_redirects_done(conn, crawl_id, list(unique.values()))
+    queue(conn, crawl_id, discovered)
+
+
+def insert_pages(conn: Connection, crawl_id: int, outcomes: list[Outcome]) -> dict[str, int]:
+    """Insert-or-ignore the pages; {url: id} of those actually inserted (RETURNING skips the ignored)."""
+    if not outcomes:
+        return {}
+    rows = [page_row(crawl_id, o) for o in outcomes]
+    query = insert_ignore(conn.dialect.name, pages).returning(pages.c.id, pages.c.url)
+    return {url: id_ for id_, url in conn.execute(query, rows)}
+
+
+def insert_links(conn: Connection, outcomes: list[Outcome], page_ids: dict[str, int]) -> None:
+    rows = [
+        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor}
+        for o in outcomes
+        if o.page is not None and o.job.url in page_ids
+        for link in o.page.links
+    ]
+    if rows:
+        bulk_insert(conn, links, rows)
+
+
+def mark_redirects_done(conn: Connection, crawl_id: int, outcomes: list[Outcome]) -> None:
+    """A successful redirect's target is done: insert it as done, or flip it to done if known."""
+    targets = {
+        o.response.final_url: o.job.depth
+        for o in outcomes
+        if o.response.error is None and o.response.final_url and o.response.final_url != o.job.url
+    }
+    if not targets:
+        return
+    rows = [
+        {
+            "crawl_id": crawl_id,
+            "url": url,
+            "host": host_of(url),
+            "depth": depth,
+            "state": DONE,
+        }
+        for url, depth in targets.items()
+    ]
+    conn.execute(insert_ignore(conn.dialect.name, frontier), rows)
+    known = (frontier.c.crawl_id == crawl_id) & frontier.c.url.in_(list(targets)) & (frontier.c.state != DONE)
+    conn.execute(update(frontier).where(known).values(state=DONE))
+
+
+def queue(conn: Connection, crawl_id: int, entries: Iterable[tuple[str, str, int]]) -> int:
+    """Insert-or-ignore (url, host, depth) as queued; how many were new (exact: the driver's rowcount)."""
+    unique: dict[str, tuple[str, int]] = {}
+    for url, host, depth in entries:
+        unique.setdefault(url, (host, depth))
+    if not unique:
+        return 0
+    rows = [
+        {"crawl_id": crawl_id, "url": url, "host": host, "depth": depth, "state": QUEUED}
+        for url, (host, depth) in unique.items()
+    ]
+    return bulk_insert(conn, frontier, rows, ignore=True)

@@ -1,0 +1,230 @@
+"""Read-only SQL (`crawl sql`), its output formats, and `crawl stats`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from crawler.query import QueryError, format_rows, format_stats, run_readonly, stats
+from crawler.records import Job, Link, Outcome, Page, Response
+from crawler.store import open_store
+
+pytest_plugins = ["conftest_db"]
+
+LONG_TEXT = "word " * 100
+
+
+def fill(db: str) -> str:
+    """A finished crawl of three pages (one failed, one with a long text), the first with two links."""
+    with open_store(db) as store:
+        crawl_id = store.start_crawl(["http://a.test/"], "{}")
+        fr = store.frontier(crawl_id)
+        fr.add_many((f"http://a.test/{i}", "a.test", 0) for i in range(3))
+        one, two, three = fr.claim(3)
+        links = [Link("http://a.test/x", 'x, with "quotes"'), Link("http://b.test/", "b\nnewline")]
+        store.save(crawl_id, [
+            Outcome(one, response(one, 200), Page("One", None, "short", "h1", links, "utf-8")),
+            Outcome(two, response(two, 200), Page("Two", "d", LONG_TEXT, "h2", [], "utf-8")),
+            Outcome(three, Response(three.url, three.url, None, error="timeout: 30 s"), None),
+        ], [])  # fmt: skip
+        store.finish_crawl(crawl_id, "finished")
+    return db
+
+
+def response(job: Job, status: int) -> Response:
+    return Response(job.url, job.url, status, {"content-type": "text/html"}, b"<html>", elapsed_ms=3,
+                    fetched_at=1_700_000_000.0)  # fmt: skip
+
+
+@pytest.fixture
+def db(any_db: str) -> str:
+    return fill(any_db)
+
+
+@pytest.fixture
+def sqlite_crawl(sqlite_db: str) -> str:
+    return fill(sqlite_db)
+
+
+def page_count(db: str) -> int:
+    return run_readonly(db, "SELECT count(*) FROM pages")[1][0][0]
+
+
+def test_select_returns_columns_and_rows(db: str) -> None:
+    columns, rows = run_readonly(db, "SELECT url, status FROM pages ORDER BY url")
+    assert columns == ["url", "status"]
+    assert rows == [("http://a.test/0", 200), ("http://a.test/1", 200), ("http://a.test/2", None)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) SELECT count(*) FROM n",
+        "-- a comment\n/* another */ SELECT count(*) FROM links",
+        "SELECT count(*) FROM pages;",
+        "VALUES (1)",
+    ],
+)
+def test_reading_statements_run(db: str, sql: str) -> None:
+    assert len(run_readonly(db, sql)[1]) == 1
+
+
+@pytest.mark.parametrize("sql", ["PRAGMA table_info(pages)", "PRAGMA journal_mode", "PRAGMA user_version",
+                                 "EXPLAIN QUERY PLAN SELECT * FROM pages WHERE url = 'x'"])  # fmt: skip
+def test_sqlite_introspection_runs(sqlite_crawl: str, sql: str) -> None:
+    assert run_readonly(sqlite_crawl, sql)[1]
+
+
+WRITES = [
+    ("DELETE FROM pages", "DELETE"),
+    ("UPDATE pages SET status = 500", "UPDATE"),
+    (
+        "INSERT INTO crawls (started_at, status, seeds, settings) VALUES ('2020-01-01', 'x', '[]', '{}')",
+        "INSERT",
+    ),
+    ("DROP TABLE links", "DROP"),
+    ("CREATE TABLE x (a INTEGER)", "CREATE"),
+    ("WITH x AS (SELECT 1) DELETE FROM pages", "DELETE"),
+    ("WITH x AS (SELECT 1) UPDATE pages SET status = 1", "UPDATE"),
+    ("SELECT 1; DELETE FROM pages", "one statement"),
+    ("SELECT 1; COMMIT; DELETE FROM pages", "one statement"),
+    ("/* hidden */ DELETE FROM pages", "DELETE"),
+    ("VACUUM", "VACUUM"),
+    ("BEGIN", "BEGIN"),
+]
+SQLITE_WRITES = [
+    ("ATTACH DATABASE 'other.db' AS other", "ATTACH"),
+    ("DETACH DATABASE main", "DETACH"),
+    ("PRAGMA journal_mode = DELETE", "PRAGMA journal_mode=DELETE"),
+    ("PRAGMA user_version = 5", "PRAGMA user_version=5"),
+    ("PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint"),
+    ("VACUUM INTO 'copy.db'", "VACUUM"),
+    ("REPLACE INTO crawls (id, started_at, status, seeds, settings) VALUES (1, 'x', 'x', '', '')", "REPLACE"),
+    ("EXPLAIN DELETE FROM pages", "DELETE"),
+    ("SELECT * FROM pragma_table_info('pages')", "UPDATE"),  # eponymous virtual tables: refused, use PRAGMA
+]
+
+
+@pytest.mark.parametrize(("sql", "word"), WRITES)
+def test_writes_are_refused(db: str, sql: str, word: str) -> None:
+    before = page_count(db)
+    with pytest.raises(QueryError, match="^refused: ") as caught:
+        run_readonly(db, sql)
+    assert word in str(caught.value) and "\n" not in str(caught.value)
+    assert page_count(db) == before == 3
+    assert run_readonly(db, "SELECT count(*) FROM links")[1] == [(2,)]
+
+
+@pytest.mark.parametrize(("sql", "word"), SQLITE_WRITES)
+def test_sqlite_writes_are_refused(
+    sqlite_crawl: str, sql: str, word: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(sqlite_crawl).parent)
+    with pytest.raises(QueryError, match="^refused: ") as caught:
+        run_readonly(sqlite_crawl, sql)
+    assert word in str(caught.value)
+    assert page_count(sqlite_crawl) == 3
+    assert run_readonly(sqlite_crawl, "PRAGMA journal_mode")[1] == [("wal",)]
+    assert (
+        sorted(p.name for p in Path(sqlite_crawl).parent.iterdir() if not p.name.startswith("crawl.db")) == []
+    )
+
+
+def test_sql_errors(db: str) -> None:
+    with pytest.raises(QueryError, match="^SQL error: .*nope"):
+        run_readonly(db, "SELECT * FROM nope")
+    with pytest.raises(QueryError, match="^empty query$"):
+        run_readonly(db, "  ")
+
+
+def test_missing_or_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="^no database at "):
+        run_readonly(str(tmp_path / "none.db"), "SELECT 1")
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all " * 200)
+    with pytest.raises(QueryError, match="is not a SQLite database$"):
+        run_readonly(str(tmp_path / "junk.db"), "SELECT * FROM pages")
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+COLUMNS = ["id", "url", "text", "blob", "missing"]
+ROWS = [
+    (1, "http://a.test/0", 'a "quoted", comma\nand newline', b"\x00\xff", None),
+    (22, "u", LONG_TEXT, b"", None),
+]
+
+
+def test_csv_parses_back() -> None:
+    parsed = list(csv.reader(io.StringIO(format_rows(COLUMNS, ROWS, "csv"))))
+    assert parsed == [COLUMNS, ["1", "http://a.test/0", 'a "quoted", comma\nand newline', "00ff", ""],
+                      ["22", "u", LONG_TEXT, "", ""]]  # fmt: skip
+
+
+def test_json_parses_back() -> None:
+    assert json.loads(format_rows(COLUMNS, ROWS, "json")) == [
+        {
+            "id": 1,
+            "url": "http://a.test/0",
+            "text": 'a "quoted", comma\nand newline',
+            "blob": "00ff",
+            "missing": None,
+        },
+        {"id": 22, "url": "u", "text": LONG_TEXT, "blob": "", "missing": None},
+    ]
+    assert json.loads(format_rows(["a", "a"], [(1, 2)], "json")) == [{"a": 1, "a_2": 2}]
+
+
+def test_table_aligns_and_cuts_long_cells() -> None:
+    lines = format_rows(COLUMNS, ROWS, "table").splitlines()
+    assert lines[0].split() == COLUMNS
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].startswith(" 1  http://a.test/0") and "and newline" in lines[2]
+    assert lines[3].startswith("22  u") and "…" in lines[3] and len(lines[3]) < 120
+    assert lines[-1] == "(2 rows)"
+    assert format_rows(["n"], [], "table").splitlines()[-1] == "(0 rows)"
+
+
+def test_query_output_formats_round_trip(db: str) -> None:
+    columns, rows = run_readonly(db, "SELECT url, status, fetched_at FROM pages ORDER BY url")
+    as_json = json.loads(format_rows(columns, rows, "json"))
+    assert [r["status"] for r in as_json] == [200, 200, None]
+    assert as_json[0]["fetched_at"].startswith("2023-11-14")
+    header, *lines = csv.reader(io.StringIO(format_rows(columns, rows, "csv")))
+    assert header == ["url", "status", "fetched_at"] and len(lines) == 3
+
+
+# --- stats ---------------------------------------------------------------------------------------
+
+
+def test_stats_of_the_latest_crawl(db: str) -> None:
+    figures = stats(db)
+    assert (figures["pages"], figures["statuses"], figures["errors"], figures["hosts"]) == (
+        3, {200: 2}, {"timeout": 1}, 1)  # fmt: skip
+    text = format_stats(figures)
+    assert "pages     3" in text and "200: 2" in text and "timeout: 1" in text and "(finished)" in text
+
+
+def test_stats_without_a_database_or_a_crawl(tmp_path: Path, sqlite_db: str) -> None:
+    with pytest.raises(QueryError, match="no database at"):
+        stats(str(tmp_path / "none.db"))
+    open_store(sqlite_db).close()
+    with pytest.raises(QueryError, match="no crawl in this database"):
+        stats(sqlite_db)
+
+
+def test_percent_signs_and_parameters_look_alike(db: str) -> None:
+    assert run_readonly(db, "SELECT '100%' AS p, '%s' AS q")[1] == [("100%", "%s")]
+
+
+def test_postgres_explain_analyze_of_a_write_is_refused(pg_db: str) -> None:
+    fill(pg_db)
+    with pytest.raises(QueryError, match=r"^refused: the query writes \(DELETE\)$"):
+        run_readonly(pg_db, "EXPLAIN ANALYZE DELETE FROM pages")
+    with pytest.raises(QueryError, match=r"^refused: the query writes \(SELECT FOR UPDATE\)$"):
+        run_readonly(pg_db, "SELECT * FROM pages FOR UPDATE")
+    assert page_count(pg_db) == 3

@@ -1,0 +1,73 @@
+"""The SSRF rule: a crawl may not wander onto loopback, private, link-local or unspecified addresses.
+
+Only the seeds' own hosts (`trusted_hosts`) or `allow_private=True` lift the rule. A host is resolved with
+`socket.getaddrinfo` (cooperative under gevent) and blocked if ANY of its addresses is private, so odd
+spellings such as http://2130706433/ or http://0x7f.1/ are caught after the resolver reads them. The rule
+is checked before the fetch, not at connect time, so DNS rebinding between the two is not covered.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
+from crawler.urls import is_private_address
+
+CACHE_SIZE = 10_000  # hosts remembered; the oldest is forgotten first
+
+
+class AddressGuard:
+    """Decides per URL whether its host may be fetched; results are cached per host."""
+
+    def __init__(self, trusted_hosts: Collection[str], allow_private: bool) -> None:
+        self.trusted = frozenset(host.lower().strip("[]") for host in trusted_hosts)
+        self.allow_private = allow_private
+        self._cache: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()  # held only around dict operations: safe under gevent too
+
+    def check(self, url: str) -> str | None:
+        """None if `url` may be fetched, else why not, e.g. "blocked: private address 127.0.0.1"."""
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            return None  # a malformed URL fails in the fetch with "invalid url"
+        if self.allow_private or not host or host in self.trusted:
+            return None
+        return self._verdict(host)
+
+    def _verdict(self, host: str) -> str | None:
+        with self._lock:
+            if host in self._cache:
+                self._cache.move_to_end(host)
+                return self._cache[host]
+        addresses = _resolve(host)
+        if addresses is None:
+            return None  # unresolvable: the fetch fails with a connection error; not cached
+        verdict = _blocked(addresses)
+        self._remember(host, verdict)
+        return verdict
+
+    def _remember(self, host: str, verdict: str | None) -> None:
+        with self._lock:
+            self._cache[host] = verdict
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+
+def _resolve(host: str) -> list[str] | None:
+    """Every address `host` resolves to; None when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    return [str(info[4][0]).split("%")[0] for info in infos]
+
+
+def _blocked(addresses: list[str]) -> str | None:
+    for address in addresses:
+        if is_private_address(address):
+            return f"blocked: private address {address}"
+    return None

@@ -17,7 +17,7 @@ from crawler.fetch.guard import AddressGuard
 from crawler.frontier.sql import SqlFrontier
 from crawler.politeness import Politeness
 from crawler.progress import Progress
-from crawler.records import Job, Outcome, Response
+from crawler.records import Outcome, Response
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.store import Store
@@ -132,7 +132,7 @@ class Crawl:
             elif isinstance(item, Outcome):
                 self._page_done(item)
             else:
-                raise RuntimeError(f"worker failed: {item!r}")
+                raise TypeError(f"worker failed: {item!r}")
 
     def _robots_done(self, result: RobotsResult) -> None:
         host = host_of(result.origin)

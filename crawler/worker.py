@@ -88,7 +88,7 @@ class Worker:
     def page(self, job: Job) -> Outcome:
         try:
             return self._page(job)
-        except Exception as exc:  # a bug must cost one page, not the crawl
+        except Exception as exc:  # noqa: BLE001 (a bug must cost one page, not the crawl)
             return Outcome(job, Response(job.url, job.url, error=f"internal: {exc!r}"[:500]))
 
     def _page(self, job: Job) -> Outcome:
@@ -124,7 +124,7 @@ class Worker:
             if self.pool is None:
                 return extract(*args)
             return self.engine.wait(self.pool.apply_async(extract, args))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a dead extraction process costs one page)
             response.error = f"parse error: {exc!r}"[:500]
             return None
 
@@ -132,7 +132,7 @@ class Worker:
         url = origin + "/robots.txt"
         try:
             response = fetch_one(self.engine.session(), url, self.settings.limits, follow=lambda hop: True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a bug must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)
         response.body = b""

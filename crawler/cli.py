@@ -49,7 +49,11 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def cli() -> None:
     """A web crawler that keeps every page in a SQL database.
 
-    `crawl SEEDS...` crawls; `crawl sql QUERY` and `crawl stats` read the results.
+    \b
+    crawl [OPTIONS] SEEDS...   crawl (the default command: `crawl crawl --help` lists its options)
+    crawl [OPTIONS]            resume the latest unfinished crawl in --db
+    crawl sql QUERY            ask the pages questions in SQL (read-only)
+    crawl stats                a summary of the latest crawl
     """
 
 

@@ -24,8 +24,11 @@ def engine_from_argv(argv: list[str]) -> str:
 
 
 def wants_gevent(argv: list[str]) -> bool:
-    """gevent is needed only for a crawl (or bench) run on the gevent engine, not for sql/stats."""
-    if argv and argv[0] in ("sql", "stats", "--help", "--version"):
+    """gevent is needed only for a crawl run on the gevent engine, not for sql/stats/bench.
+
+    (`crawl bench` runs its crawl in a child `python -m crawler`, which patches itself.)
+    """
+    if argv and argv[0] in ("sql", "stats", "bench", "--help", "--version"):
         return False
     return engine_from_argv(argv) == "gevent"
 

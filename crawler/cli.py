@@ -67,6 +67,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-depth", type=click.IntRange(0), default=None, help="Link depth (seeds are 0)."),
         click.option("--max-pages", type=click.IntRange(0), default=0, show_default=True,
                      help="Stop after this many pages (0: no limit)."),
+        click.option("--max-pages-per-host", type=click.IntRange(0), default=0, show_default=True,
+                     help="Queue at most this many pages of one host (0: no limit)."),
         click.option("--scope", type=click.Choice(["host", "domain", "all"]), default=DEFAULTS.scope,
                      show_default=True, help="Which links to follow: the seeds' hosts, domains, or any."),
         click.option("--include", multiple=True, metavar="REGEX", help="Follow only URLs matching one."),
@@ -145,3 +147,22 @@ def sql_command(query: str, db: str, fmt: str) -> None:
 def stats_command(db: str) -> None:
     """Pages, statuses, errors, hosts and speed of the latest crawl."""
     click.echo(format_stats(stats(db)))
+
+
+@cli.command("bench")
+@click.option("--pages", type=click.IntRange(1), default=1000, show_default=True, help="Pages of the synthetic site.")
+@click.option("--engine", type=click.Choice(["gevent", "threads"]), default=DEFAULTS.engine, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1), default=50, show_default=True,
+              help="Requests in flight (and per host: the site is one host).")
+@click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
+              show_default="CPU count", help="Extraction processes.")
+def bench_command(pages: int, engine: str, concurrency: int, parse_workers: int) -> None:
+    """Crawl a local synthetic site into a temporary database; print pages/s, CPU and memory."""
+    from crawler import bench
+
+    try:
+        result = bench.run(pages, engine, concurrency, parse_workers)
+    except RuntimeError as exc:
+        click.echo(f"crawl: {exc}", err=True)
+        sys.exit(1)
+    click.echo(result.report())

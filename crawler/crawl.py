@@ -7,10 +7,12 @@ saved with their discovered links and frontier transitions in one transaction.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
+from multiprocessing.pool import Pool
 from typing import Any
 
 from crawler.fetch.guard import AddressGuard
@@ -18,8 +20,9 @@ from crawler.frontier.sql import SqlFrontier
 from crawler.politeness import Politeness
 from crawler.progress import Progress
 from crawler.records import Outcome, Response
-from crawler.scheduler import Scheduler
+from crawler.scheduler import HostBudget, Scheduler
 from crawler.settings import Settings
+from crawler.stop import Stop
 from crawler.store import Store
 from crawler.urls import Scope, host_of, trap_reason
 from crawler.worker import RobotsResult, Worker, start_pool
@@ -27,6 +30,7 @@ from crawler.worker import RobotsResult, Worker, start_pool
 BATCH_SIZE = 200  # outcomes per write transaction
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
+POOL_STOP_SECONDS = 2.0  # bound on each step of stopping the extraction processes
 
 
 @dataclass
@@ -40,8 +44,37 @@ class Tally:
         return self.pages / max(time.monotonic() - self.started, 1e-9)
 
 
+def start_extraction(workers: int) -> Pool | None:
+    """The extraction pool, its processes born with SIGINT and SIGTERM blocked: Ctrl-C goes to the whole
+    process group, and it is the crawl's to handle, also while they are still starting up (no tracebacks);
+    the crawl ends them itself (stop_pool), and the kernel does if the crawl dies (PR_SET_PDEATHSIG)."""
+    if workers <= 0:
+        return None
+    resource_tracker.ensure_running()  # its start unblocks both signals: do it before blocking them
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return start_pool(workers)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def stop_pool(pool: Pool, timeout: float = POOL_STOP_SECONDS) -> None:
+    """End the extraction processes in bounded time. They ignore SIGTERM (see worker.die_with_parent),
+    and Pool.terminate can hang for good once a worker is gone while holding the task queue's lock,
+    so: terminate in a daemon thread (it stops the pool's threads, so no worker is replaced), then
+    SIGKILL the processes; a terminate still stuck is left behind."""
+    threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True).start()
+    pool._worker_handler.join(timeout)  # type: ignore[attr-defined]  # no public handle on these
+    processes = list(pool._pool)  # type: ignore[attr-defined]
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout)
+
+
 class Crawl:
-    def __init__(self, settings: Settings, store: Store, crawl_id: int, scope: Scope, engine: Any):
+    def __init__(self, settings: Settings, store: Store, crawl_id: int, scope: Scope, engine: Any,
+                 stop: Stop | None = None):
         limits = settings.limits
         self.settings, self.store, self.crawl_id, self.engine = settings, store, crawl_id, engine
         self.frontier = SqlFrontier(store.engine, crawl_id)
@@ -50,16 +83,23 @@ class Crawl:
         self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
                                    obey_robots=not settings.ignore_robots)
         guard = AddressGuard(scope.hosts, settings.allow_private)
-        self.pool = start_pool(settings.parse_workers) if settings.parse_workers > 0 else None
+        self.stop = stop or Stop()
+        self.progress = Progress(enabled=False)
+        self.pool = start_extraction(settings.parse_workers)
         self.worker = Worker(engine, settings, self.scope, self.scheduler, guard, self.frontier.is_known,
                              self.pool)
-        self.tally = Tally(pages=self.frontier.done_count())
+        self.tally = Tally(pages=store.page_count(crawl_id))  # what a resumed crawl already has
         self.budget_base = self.tally.pages
+        self.host_budget = HostBudget(settings.max_pages_per_host)
         self.batch: list[Outcome] = []
         self.discovered: list[tuple[str, str, int]] = []
         self.last_flush = time.monotonic()
         self.in_flight = 0
-        self.stop_signal: int | None = None
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stopped the crawl (SIGINT or SIGTERM), if one did."""
+        return self.stop.signum
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -67,7 +107,7 @@ class Crawl:
         """Crawl until the frontier is empty, the page budget is spent, or a signal arrives."""
         self.progress = progress
         try:
-            with self._signals():
+            with self.stop.installed():
                 self._loop()
                 if self.stop_signal is None:
                     return "finished"
@@ -82,7 +122,8 @@ class Crawl:
             if self.discovered and len(self.scheduler) < self.settings.limits.concurrency:
                 self.flush()  # running low on work: make what was discovered claimable now
                 self._refill()
-            self._dispatch(time.monotonic())
+            if self.in_flight < self.settings.limits.concurrency:  # backpressure: the engine's queue is bounded
+                self._dispatch(time.monotonic())
             if not self.in_flight and not len(self.scheduler):
                 self.flush()
                 self._refill()
@@ -99,6 +140,8 @@ class Crawl:
         per_host = 2 * self.settings.limits.per_host
         jobs = self.frontier.claim(room, self.scheduler.crowded_hosts(per_host), per_host)
         self.tally.claimed += len(jobs)
+        for job in jobs:
+            self.host_budget.note(job.url, host_of(job.url))
         self.scheduler.add(jobs)
 
     def _budget_left(self) -> int:
@@ -136,14 +179,20 @@ class Crawl:
 
     def _robots_done(self, result: RobotsResult) -> None:
         host = host_of(result.origin)
-        self.scheduler.politeness.finished(host, time.monotonic(), result.response.status)
+        # rules first: finished() forgets an idle slot, and Crawl-delay must count from this request's start
         self.scheduler.set_rules(result.origin, result.rules, self.settings.limits.max_crawl_delay,
                                  result.problem)
+        self._finished(host, result.response)
 
     def _page_done(self, outcome: Outcome) -> None:
-        host = host_of(outcome.job.url)
-        self.scheduler.politeness.finished(host, time.monotonic(), outcome.response.status)
+        self._finished(host_of(outcome.job.url), outcome.response)
         self._record(outcome)
+
+    def _finished(self, host: str, response: Response) -> None:
+        """Free the host's slot. A busy engine may have sent the request well after the scheduler let it
+        start: now - elapsed is no earlier than when it went out, and politeness counts from there."""
+        now = time.monotonic()
+        self.scheduler.politeness.finished(host, now, response.status, sent=now - response.elapsed_ms / 1000)
 
     def _record(self, outcome: Outcome) -> None:
         self.batch.append(outcome)
@@ -153,10 +202,11 @@ class Crawl:
         self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
 
     def _discoveries(self, outcome: Outcome) -> Iterator[tuple[str, str, int]]:
-        """Links (and a redirect target not followed in place) worth queueing."""
+        """Links (and a redirect target not followed in place) worth queueing. A redirect that ended in an
+        error (a loop, too many hops) queues nothing: its chain must not be re-entered as a new job."""
         depth = outcome.job.depth + 1
         response = outcome.response
-        if response.final_url != response.url and response.status and 300 <= response.status < 400:
+        if response.error is None and response.final_url != response.url and 300 <= (response.status or 0) < 400:
             yield from self._keep([response.final_url], outcome.job.depth)
         if outcome.page and self._depth_ok(depth):
             yield from self._keep([link.url for link in outcome.page.links], depth)
@@ -168,7 +218,9 @@ class Crawl:
         max_length = self.settings.limits.max_url_length
         for url in urls:
             if self.scope.allows(url) and trap_reason(url, max_length) is None:
-                yield url, host_of(url), depth
+                host = host_of(url)
+                if self.host_budget.admit(url, host):  # --max-pages-per-host
+                    yield url, host, depth
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -183,25 +235,6 @@ class Crawl:
 
     # -- stopping --------------------------------------------------------------------------------
 
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """First SIGINT/SIGTERM: the loop stops claiming and winds down; a second one: stop at once.
-
-        The handler only sets a flag, so a signal never lands between two halves of a record.
-        """
-
-        def handler(signum: int, frame: object) -> None:
-            if self.stop_signal is not None:
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
-
     def _wind_down(self) -> None:
         """Let in-flight requests finish for a few seconds, then save what arrived.
 
@@ -214,8 +247,9 @@ class Crawl:
         self.flush()
 
     def close(self) -> None:
+        """Stop the engine and the extraction processes, in bounded time; safe to call twice."""
         self.engine.close()
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            stop_pool(self.pool)
+            self.pool = None
         self.progress.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -37,6 +38,7 @@ from bs4 import (
     XMLParsedAsHTMLWarning,
 )
 from bs4.builder import HTMLTreeBuilder
+from bs4.builder._lxml import LXMLTreeBuilder
 
 from crawler.charset import decode_html
 from crawler.records import Link, Page
@@ -44,6 +46,9 @@ from crawler.urls import resolve
 
 _log = logging.getLogger(__name__)
 
+# "/" then path characters that urljoin and urls.normalize leave as they are (no ";", "%", "?", "#", "\\",
+# "[", "]", spaces or non-ASCII); with no "/." in it either (dot segments), root + href is normalized.
+_PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 _MAX_HREF = 8192  # longer hrefs are junk (or an attack) and would bloat the frontier
 _WANTED = frozenset({"title", "base", "meta", "a", "area", "template", "body"})
 
@@ -73,12 +78,46 @@ def extract(url: str, body: bytes, content_type: str | None) -> Page:
     return page
 
 
+class HTMLBuilder(LXMLTreeBuilder):
+    """bs4's lxml tree builder, leaner per tag for HTML, and without whitespace-only strings.
+
+    lxml's HTML parser reports no namespaces, so the XML builder's namespace bookkeeping (two dict
+    copies and a prefix lookup per tag and per attribute) has nothing to do: the tag and its attributes
+    go straight to the soup. A string of whitespace alone (the indentation between tags) is dropped
+    before it becomes a node: every field collapses whitespace and joins strings with a space anyway,
+    so the fields are the same, and the tree has fewer nodes to build and walk.
+    """
+
+    def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
+        soup = self.soup
+        assert soup is not None
+        if soup.current_data and _blank(soup.current_data):
+            soup.current_data = []
+        soup.handle_starttag(tag, None, None, dict(attrib), namespaces=self.active_namespace_prefixes[-1])
+
+    def end(self, tag: str) -> None:  # type: ignore[override]
+        soup = self.soup
+        assert soup is not None
+        if soup.current_data and _blank(soup.current_data):
+            soup.current_data = []
+        soup.endData()
+        soup.handle_endtag(tag, None)
+
+    def data(self, data: str) -> None:  # type: ignore[override]
+        self.soup.current_data.append(data)  # type: ignore[union-attr]  (what soup.handle_data does)
+
+
+def _blank(chunks: list[str]) -> bool:
+    return (chunks[0] if len(chunks) == 1 else "".join(chunks)).isspace()
+
+
 def parse(text: str) -> BeautifulSoup:
     """Parse decoded HTML with the lxml tree builder, silencing bs4's warnings about odd input."""
+    builder = HTMLBuilder(multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)  # a body like "http://x" or "a.html"
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # an RSS feed or sitemap served as text/html
-        return BeautifulSoup(text, "lxml", multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
+        return BeautifulSoup(text, builder=builder)
 
 
 def _fill(page: Page, url: str, soup: BeautifulSoup) -> None:
@@ -142,12 +181,26 @@ def _links(base: str, anchors: list[Tag]) -> list[Link]:
 def _targets(base: str, anchors: Iterable[Tag]) -> Iterator[tuple[Tag, str]]:
     """(tag, absolute URL) for each anchor whose href resolves to something crawlable."""
     resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", headline and image)
+    root = _root(base)
     for tag in anchors:
         href = _attr(tag, "href")
         if href not in resolved:
-            resolved[href] = resolve(base, href) if href and len(href) <= _MAX_HREF else None
+            resolved[href] = _resolve(base, root, href) if href and len(href) <= _MAX_HREF else None
         if (target := resolved[href]) is not None:
             yield tag, target
+
+
+def _root(base: str) -> str:
+    """"scheme://authority" of a normalized URL: what an absolute-path href is appended to."""
+    slash = base.find("/", base.find("://") + 3)
+    return base[:slash] if slash >= 0 else base
+
+
+def _resolve(base: str, root: str, href: str) -> str | None:
+    """urls.resolve, with a shortcut for the commonest href: an absolute path already in normal form."""
+    if _PLAIN_PATH.fullmatch(href) and "/." not in href:
+        return root + href
+    return resolve(base, href)
 
 
 def _anchor(tag: Tag) -> str:

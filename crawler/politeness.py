@@ -65,14 +65,20 @@ class Politeness:
         if slot.in_flight >= self.per_host:
             self._busy.add(host)
 
-    def finished(self, host: str, now: float, status: int | None) -> None:
+    def finished(self, host: str, now: float, status: int | None, sent: float | None = None) -> None:
         """A request to `host` ended with HTTP `status` (None: no response). 429/503 doubles the
-        host's backoff; any other status halves it; None (connection error, timeout) leaves it."""
+        host's backoff; any other status halves it; None (connection error, timeout) leaves it.
+
+        `sent`, when given, is when the request actually went out (an estimate no earlier than that): a busy
+        engine can send it well after `started`, and the next start keeps its distance from what the
+        server saw."""
         slot = self._slots.get(host)
         if slot is None or slot.in_flight == 0:
             raise ValueError(f"finished() for {host!r} without a matching started()")
         slot.in_flight -= 1
         self._busy.discard(host)
+        if sent is not None:
+            slot.last_start = max(slot.last_start, min(sent, now))
         if status in THROTTLED:
             self._increase_backoff(slot)
         elif status is not None:

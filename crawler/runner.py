@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from crawler.crawl import Crawl
 from crawler.fetch import load_engine
 from crawler.progress import Progress
+from crawler.schema import INTERRUPTED
 from crawler.settings import Settings
+from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
 from crawler.store import Store, open_store
-from crawler.urls import Scope, host_of
-
-EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+from crawler.urls import Scope
 
 
 class NothingToResume(Exception):
@@ -36,7 +36,8 @@ class Result:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FOR_SIGNAL.get(self.stop_signal, 0) if self.stop_signal else 0
+        """0, or 130 / 143 for a crawl a SIGINT / SIGTERM interrupted."""
+        return EXIT_FOR_SIGNAL.get(self.stop_signal or signal.SIGINT, 130) if self.status == INTERRUPTED else 0
 
     def summary(self) -> str:
         rate = self.pages / max(self.seconds, 1e-9)
@@ -45,31 +46,39 @@ class Result:
 
 
 def start(settings: Settings, seeds: list[str]) -> Result:
-    """A new crawl of `seeds` (normalized URLs) into settings.db."""
+    """A new crawl of `seeds` (normalized URLs) into settings.db.
+
+    SIGINT/SIGTERM are handled from here on (see crawler.stop): one arriving before the loop
+    starts still ends the crawl `interrupted`, with its seeds queued, ready to resume.
+    """
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
-    store = open_store(settings.db)
-    try:
-        crawl_id = store.start_crawl(seeds, settings.to_json())
-        store.save(crawl_id, [], [(url, host_of(url), 0) for url in seeds])
-        return _run(settings, store, crawl_id, scope)
-    finally:
-        store.close()
+    with Stop().installed() as stop:
+        store = open_store(settings.db)
+        try:
+            crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)  # one transaction
+            return _run(settings, store, crawl_id, scope, stop)
+        finally:
+            store.close()
 
 
 def resume(db: str, overrides: dict[str, object]) -> Result:
-    """Resume the latest unfinished crawl in `db`, with its saved settings less `overrides`."""
-    store = open_store(db)
-    try:
-        latest = store.latest_unfinished()
-        if latest is None:
-            raise NothingToResume(f"nothing to resume in {db}: give SEEDS to start a crawl")
-        crawl_id, seeds, settings_json = latest
-        settings = with_overrides(Settings.from_json(settings_json), overrides)
-        scope = scope_of(settings, seeds)
-        store.resume(crawl_id)
-        return _run(settings, store, crawl_id, scope)
-    finally:
-        store.close()
+    """Resume the latest unfinished crawl in `db`, with its saved settings less `overrides`.
+
+    Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done.
+    """
+    with Stop().installed() as stop:
+        store = open_store(db)
+        try:
+            latest = store.latest_unfinished()
+            if latest is None:
+                raise NothingToResume(f"nothing to resume in {db}: give SEEDS to start a crawl")
+            crawl_id, seeds, settings_json = latest
+            settings = with_overrides(Settings.from_json(settings_json), overrides)
+            scope = scope_of(settings, seeds)
+            store.resume(crawl_id)
+            return _run(settings, store, crawl_id, scope, stop)
+        finally:
+            store.close()
 
 
 def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
@@ -85,12 +94,25 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
     return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
 
 
-def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope) -> Result:
-    engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
-    crawl = Crawl(settings, store, crawl_id, scope, engine)
+def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope, stop: Stop) -> Result:
     began = time.monotonic()
-    pages_before = crawl.tally.pages
-    status = crawl.run(Progress.for_terminal(settings.quiet))
+    engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
+    crawl: Crawl | None = None
+    try:
+        crawl = Crawl(settings, store, crawl_id, scope, engine, stop)
+        status = crawl.run(Progress.for_terminal(settings.quiet))
+    except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
+        import traceback; traceback.print_exc(file=open("/tmp/resume-eng/hard.txt", "a"))  # DEBUG
+        _abandon(crawl, engine)
+        status = INTERRUPTED
     store.finish_crawl(crawl_id, status)
-    return Result(crawl_id, status, crawl.tally.pages - pages_before, crawl.tally.errors,
-                  time.monotonic() - began, crawl.stop_signal)
+    pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
+    return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
+
+
+def _abandon(crawl: Crawl | None, engine: object) -> None:
+    """Close what a hard stop left open (bounded; the watchdog armed by Stop ends us if it is not)."""
+    if crawl is not None:
+        crawl.close()
+    else:
+        engine.close()  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -224,12 +224,17 @@ class Store:
 
         return SqlFrontier(self.engine, crawl_id)
 
-    def start_crawl(self, seeds: list[str], settings_json: str) -> int:
-        """A new crawl, status running; its id."""
+    def start_crawl(self, seeds: list[str], settings_json: str, *, queue_seeds: bool = False) -> int:
+        """A new crawl, status running; its id. With queue_seeds, its frontier gets the seeds (depth 0)
+        in the same transaction, so a crash never leaves a crawl without a frontier."""
         row = {"started_at": now(), "status": RUNNING, "seeds": json.dumps(seeds), "settings": settings_json}
-        return self.write(
-            lambda c: c.execute(crawls.insert().values(row).returning(crawls.c.id)).scalar_one()
-        )
+
+        def run(conn: Connection) -> int:
+            crawl_id = conn.execute(crawls.insert().values(row).returning(crawls.c.id)).scalar_one()
+            queue(conn, crawl_id, [(url, host_of(url), 0) for url in seeds] if queue_seeds else [])
+            return crawl_id
+
+        return self.write(run)
 
     def latest_unfinished(self) -> tuple[int, list[str], str] | None:
         """(id, seeds, settings JSON) of the newest crawl not finished, if any."""
@@ -247,6 +252,12 @@ class Store:
             return conn.execute(update(frontier).where(claimed).values(state=QUEUED)).rowcount
 
         return self.write(run)
+
+    def page_count(self, crawl_id: int) -> int:
+        """Page rows the crawl has (what --max-pages counts, also across a resume)."""
+        query = select(func.count()).select_from(pages).where(pages.c.crawl_id == crawl_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
 
     def finish_crawl(self, crawl_id: int, status: str) -> None:
         """Close the crawl with `status` (finished or interrupted) at the current time."""
@@ -347,6 +358,7 @@ def mark_redirects_done(conn: Connection, crawl_id: int, outcomes: list[Outcome]
         o.response.final_url: o.job.depth
         for o in outcomes
         if o.response.error is None and o.response.final_url and o.response.final_url != o.job.url
+        and not 300 <= (o.response.status or 0) < 400  # a 3xx was not followed: its target is crawled on its own
     }
     if not targets:
         return

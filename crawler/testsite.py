@@ -3,17 +3,28 @@
 `python -m crawler.testsite --pages 1000` binds port 0 and prints its base URL on the first line of
 stdout. Page 0 is `/`, page i is `/page/i`; every page is reachable from `/`. Pages are generated on
 request from a fixed word list, so a 50k-page site costs no memory. The link graph is a pure function
-(`links_of`), so tests can compute what a crawl must find (`reachable`).
+(`links_of`), so tests can compute what a crawl must find (`reachable`). `GET /_hits` answers how often
+each path was requested so far (JSON), so tests can count repeated requests across crawler runs.
+
+Two page shapes: "simple" (the default: the tests' small pages) and "realistic" (`--html realistic`,
+what the benchmarks crawl): a head full of meta, link and script tags, a header with a logo and a nav,
+an article whose paragraphs carry inline links and markup, a related-links aside and a footer with
+off-site links, about `size` bytes in all. `--write DIR` writes the site as static files (robots.txt,
+index.html, page/N) for a static server such as nginx, instead of serving it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+ROBOTS_TXT = b"User-agent: *\nDisallow:\n"
+HITS_PATH = "/_hits"  # JSON {path: requests served}, for tests that count repeated requests
 WORDS = ["python", "crawler", "greenlet", "thread", "process", "socket", "request", "response", "header", "body", "page", "link", "anchor", "title", "description", "text", "index", "frontier", "queue", "robots", "politeness", "deadline", "extraction", "database", "sqlite", "query", "schema", "migration", "engine", "worker", "pool", "scope", "depth", "host", "domain", "redirect", "charset"]
 
 
@@ -69,23 +80,124 @@ def render(i: int, pages: int, fanout: int, size: int, extra: tuple[str, ...] = 
     ).encode()
 
 
+# --- the realistic shape -----------------------------------------------------------------------
+
+_HEAD = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+    '<meta http-equiv="X-UA-Compatible" content="IE=edge">\n<title>{title}</title>\n'
+    '<meta name="description" content="{description}">\n<meta name="author" content="The test site">\n'
+    '<meta property="og:title" content="{title}">\n<meta property="og:type" content="article">\n'
+    '<meta property="og:description" content="{description}">\n<meta name="twitter:card" content="summary">\n'
+    '<link rel="canonical" href="{path}">\n<link rel="stylesheet" href="/static/site.css?v=3">\n'
+    '<link rel="preload" href="/static/font.woff2" as="font" crossorigin>\n'
+    '<link rel="icon" type="image/png" href="/static/favicon.png">\n'
+    '<link rel="alternate" type="application/rss+xml" href="/feed.xml" title="Feed">\n'
+    '<script type="application/ld+json">{{"@context": "https://schema.org", "@type": "Article", '
+    '"headline": "{title}", "url": "{path}"}}</script>\n'
+    '<script async src="/static/analytics.js"></script>\n'
+    "<script>window.dataLayer = window.dataLayer || []; function gtag() {{ dataLayer.push(arguments); }}\n"
+    "gtag('js', new Date()); gtag('config', 'tracker-1234', {{ 'anonymize_ip': true }});</script>\n"
+    "<style>body {{ margin: 0; font: 16px/1.5 system-ui, sans-serif }} .site-header {{ display: flex }}\n"
+    ".content p {{ max-width: 40em }} aside li {{ list-style: none }} footer {{ color: #666 }}</style>\n"
+    "</head>\n"
+)
+_FOOTER_OFFSITE = ("https://www.python.org/", "https://github.com/crawler/crawler")
+
+
+def render_realistic(i: int, pages: int, fanout: int, size: int, extra: tuple[str, ...] = ()) -> bytes:
+    """Page i shaped like a real article page, about `size` bytes, linking to links_of(i) and `extra`."""
+    targets = [path_of(j) for j in links_of(i, pages, fanout)] + list(extra)
+    nav, rest = targets[:6], targets[6:]
+    inline, related = rest[: len(rest) * 2 // 3], rest[len(rest) * 2 // 3 :]
+    head = _HEAD.format(title=title_of(i), description=f"Description of page {i}", path=path_of(i))
+    parts = [head, _header(nav), _article(i, inline, size - len(head) - 4000), _aside(i, related), _footer()]
+    return "".join(parts).encode()
+
+
+def _header(nav: list[str]) -> str:
+    items = "".join(f'<li class="nav-item"><a class="nav-link" href="{t}">{paragraph(len(t), 2).title()}</a></li>'
+                    for t in nav)
+    return (
+        '<body class="article-page">\n<a class="skip" href="#top">Skip to content</a>\n'
+        '<header class="site-header"><a class="logo" href="/"><img src="/static/logo.svg" alt="Test site" '
+        f'width="120" height="40"></a>\n<nav aria-label="Main"><ul class="nav">{items}</ul></nav>\n'
+        '<form role="search" action="/search" method="get"><input type="search" name="q" '
+        'placeholder="Search"><button type="submit">Search</button></form></header>\n'
+    )
+
+
+def _article(i: int, inline: list[str], size: int) -> str:
+    day = 1 + i % 28
+    out = [(f'<main id="top"><article class="post"><h1 class="post-title">{title_of(i)}</h1>\n'
+            f'<p class="byline">By <span class="author">{paragraph(i, 2).title()}</span> on '
+            f'<time datetime="2024-05-{day:02d}">May {day}, 2024</time></p>\n<div class="content">\n')]
+    length, k = 0, 0
+    while length < size or k < len(inline):
+        piece = _paragraph(i + k, inline[k] if k < len(inline) else None)
+        if k % 5 == 4:
+            piece = f'<h2 id="s{k}">{paragraph(i + k, 4).capitalize()}</h2>\n' + piece
+        out.append(piece)
+        length, k = length + len(piece), k + 1
+    out.append("</div></article>\n")
+    return "".join(out)
+
+
+def _paragraph(seed: int, link: str | None) -> str:
+    """About 600 bytes of prose with some inline markup, and an inline link when `link` is given."""
+    anchor = f' <a href="{link}">{paragraph(seed + 3, 3)}</a>' if link else ""
+    return (
+        f"<p>{paragraph(seed, 24).capitalize()}, <em>{paragraph(seed + 1, 3)}</em> {paragraph(seed + 2, 20)}{anchor}. "
+        f"{paragraph(seed + 4, 14).capitalize()} <code>{paragraph(seed + 5, 1)}()</code> and "
+        f"<strong>{paragraph(seed + 6, 2)}</strong> {paragraph(seed + 7, 18)}.</p>\n"
+    )
+
+
+def _aside(i: int, related: list[str]) -> str:
+    items = "".join(
+        f'<li><a href="{t}"><img src="/static/thumb/{k}.jpg" alt="" loading="lazy" width="64" height="64">'
+        f"<span>{paragraph(i + k, 4).capitalize()}</span></a></li>\n"
+        for k, t in enumerate(related)
+    )
+    return f'<aside class="related"><h2>Related pages</h2>\n<ul>\n{items}</ul></aside></main>\n'
+
+
+def _footer() -> str:
+    offsite = "".join(f'<li><a href="{u}" rel="noopener">{u.split("/")[2]}</a></li>' for u in _FOOTER_OFFSITE)
+    return (
+        '<footer class="site-footer"><ul><li><a href="/">Home</a></li>'
+        f'<li><a href="mailto:webmaster@example.com">Contact</a></li>{offsite}</ul>\n'
+        "<p>&copy; 2024 The test site. All rights reserved.</p></footer>\n"
+        "<script>(function () { var s = document.createElement('script'); s.src = '/static/late.js'; "
+        "document.body.appendChild(s); })();</script>\n</body>\n</html>\n"
+    )
+
+
+RENDERERS = {"simple": render, "realistic": render_realistic}
+
+
 class SiteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SiteServer
 
     def do_GET(self) -> None:
+        if self.path == HITS_PATH:  # not a page: the request counts so far, itself uncounted
+            return self.respond(200, self.server.hits_json(), "application/json")
         number = self.server.page_number(self.path)
         if self.path == "/robots.txt":
-            self.send(200, b"User-agent: *\nDisallow:\n", "text/plain")
+            self.send(200, ROBOTS_TXT, "text/plain")
         elif number is None:
             self.send(404, b"<html><title>Not found</title></html>", "text/html")
         else:
             site = self.server
-            html = render(number, site.pages, site.fanout, site.size, site.extra)
+            html = site.render(number, site.pages, site.fanout, site.size, site.extra)
             self.send(200, html, "text/html; charset=utf-8")
 
     def send(self, status: int, body: bytes, content_type: str) -> None:
         self.server.count(self.path)
+        self.respond(status, body, content_type)
+
+    def respond(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -100,9 +212,10 @@ class SiteServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, pages: int, fanout: int = 10, size: int = 2000, host: str = "127.0.0.1",
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), html: str = "simple") -> None:
         super().__init__((host, 0), SiteHandler)
         self.pages, self.fanout, self.size, self.extra = pages, fanout, size, extra
+        self.render = RENDERERS[html]
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -123,16 +236,37 @@ class SiteServer(ThreadingHTTPServer):
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
 
+    def hits_json(self) -> bytes:
+        with self._lock:
+            return json.dumps(self.hits).encode()
+
+
+def write_site(directory: str, pages: int, fanout: int, size: int, extra: tuple[str, ...] = (),
+               html: str = "realistic") -> None:
+    """Write the site as static files: robots.txt, index.html (for /) and page/N (no extension)."""
+    root = Path(directory)
+    (root / "page").mkdir(parents=True, exist_ok=True)
+    (root / "robots.txt").write_bytes(ROBOTS_TXT)
+    for i in range(pages):
+        name = "index.html" if i == 0 else f"page/{i}"
+        (root / name).write_bytes(RENDERERS[html](i, pages, fanout, size, extra))
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--fanout", type=int, default=10, help="links per page")
-    parser.add_argument("--size", type=int, default=2000, help="approximate bytes of text per page")
+    parser.add_argument("--size", type=int, default=2000,
+                        help="approximate bytes of text per page (simple), of the whole page (realistic)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--extra", action="append", default=[], help="a URL every page links to")
+    parser.add_argument("--html", choices=sorted(RENDERERS), default="simple", help="the shape of the pages")
+    parser.add_argument("--write", metavar="DIR", help="write the site as static files to DIR and exit")
     args = parser.parse_args(argv)
-    server = SiteServer(args.pages, args.fanout, args.size, args.host, tuple(args.extra))
+    if args.write:
+        write_site(args.write, args.pages, args.fanout, args.size, tuple(args.extra), args.html)
+        return
+    server = SiteServer(args.pages, args.fanout, args.size, args.host, tuple(args.extra), args.html)
     print(server.url, flush=True)
     try:
         server.serve_forever()

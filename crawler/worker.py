@@ -18,7 +18,7 @@ from crawler.extract import extract
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import fetch_one
 from crawler.records import Job, Outcome, Page, Response
-from crawler.robots import Rules, rules_for
+from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.urls import Scope, host_of, trap_reason
@@ -55,6 +55,8 @@ class RobotsResult:
 def die_with_parent() -> None:
     """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # so is a SIGTERM sent to the whole process group:
+    # the crawl winds down with its extractions finishing, then kills us (crawler.crawl.stop_pool)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -102,7 +104,8 @@ class Worker:
         return Outcome(job, response, page)
 
     def _follower(self, url: str) -> Callable[[str], bool]:
-        """Redirect hops followed in place: same host, in scope, allowed, not a trap, not seen before."""
+        """Redirect hops followed in place: same host, in scope, not a trap, allowed by robots.txt and the
+        private-address rule, not seen before. Any other target is left to the crawl loop to queue."""
         host = host_of(url)
 
         def follow(hop: str) -> bool:
@@ -113,6 +116,7 @@ class Worker:
                 and trap_reason(hop, self.settings.limits.max_url_length) is None
                 and rules is not None
                 and rules.allowed(hop, self.settings.user_agent)
+                and self.guard.check(hop) is None
                 and not self.is_known(hop)
             )
 
@@ -129,11 +133,19 @@ class Worker:
             return None
 
     def robots(self, origin: str) -> RobotsResult:
+        """Fetch and parse `origin`'s robots.txt. Redirects may leave the origin (RFC 9309 2.3.1.2), but
+        never for a private address; one refused leaves a 3xx, which allows all. An origin the guard
+        blocks is not asked at all: its pages are refused one by one, with the guard's reason."""
         url = origin + "/robots.txt"
+        if self.guard.check(url):
+            return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
-            response = fetch_one(self.engine.session(), url, self.settings.limits, follow=lambda hop: True)
+            response = fetch_one(self.engine.session(), url, self.settings.limits, follow=self._robots_hop)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)
         response.body = b""
         return RobotsResult(origin, rules, response)
+
+    def _robots_hop(self, hop: str) -> bool:
+        return self.guard.check(hop) is None

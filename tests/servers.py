@@ -1,13 +1,16 @@
 """Adversarial local HTTP servers for the tests: hangs, trickles, resets, huge and bomb bodies, flaky
-statuses, Retry-After, redirect chains and loops, with a request log the tests read to count hits.
+statuses, Retry-After, redirect chains and loops, with a request log (path, time, concurrency,
+User-Agent) the tests read to count hits.
 
     with serve() as server:
         fetch(server.url("/trickle"))
         assert len(server.hits("/trickle")) == 1
 
-Binds 127.0.0.1 on port 0 and runs in a daemon thread. Every handler that waits or drips is bounded: it
-ends when the client goes away, when the server stops, or after MAX_HANDLER_SECONDS, so pytest exits
-cleanly. Responses use HTTP/1.1 keep-alive, so tests can also check that connections are reused.
+Each server can `mount` routes of its own (a robots.txt variant, a site's index, a PDF):
+`server.mount("/robots.txt", static(b"User-agent: *\nDisallow: /"))` or `server.mount("/", "/hang")`.
+Binds 127.0.0.1 (or another loopback address) on port 0 and runs in a daemon thread. Every handler that
+waits or drips is bounded: it ends when the client goes away, when the server stops, or after
+MAX_HANDLER_SECONDS, so pytest exits cleanly. Responses use HTTP/1.1 keep-alive (connection reuse).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Hit:
     at: float  # time.monotonic() when it arrived
     in_flight: int  # requests being handled at that moment, this one included
     port: int  # the client's port: one port = one (reused) connection
+    agent: str = ""  # the User-Agent header
 
 
 class AdversarialServer(ThreadingHTTPServer):
@@ -54,8 +58,10 @@ class AdversarialServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's 5 drops SYNs when many clients connect at once
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), _Handler)
+        self.host = host
+        self.mounted: dict[str, Route] = {}
         self.stopping = threading.Event()
         self.log: list[Hit] = []
         self.in_flight = 0
@@ -64,8 +70,17 @@ class AdversarialServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
 
     @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.host}:{self.port}"
+
+    def mount(self, path: str, route: Route | str) -> None:
+        """Serve `path` (no query; "/x/" also serves every path under it) with `route`, or with the built-in
+        route named by a path."""
+        self.mounted[path] = _route(self, route) if isinstance(route, str) else route
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -73,7 +88,7 @@ class AdversarialServer(ThreadingHTTPServer):
     def hits(self, path: str) -> list[Hit]:
         """The requests for `path` (query included when `path` has one)."""
         with self._lock:
-            return [hit for hit in self.log if hit.path == path or ("?" not in path and _bare(hit) == path)]
+            return [hit for hit in self.log if hit.path == path or ("?" not in path and hit.path.split("?")[0] == path)]
 
     def reset(self) -> None:
         """Forget the log and the per-route counters (/flaky, /429)."""
@@ -88,25 +103,21 @@ class AdversarialServer(ThreadingHTTPServer):
             self._counts[key] += 1
             return self._counts[key]
 
-    def enter(self, path: str, port: int) -> None:
+    def enter(self, path: str, port: int, agent: str = "") -> None:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.log.append(Hit(path, time.monotonic(), self.in_flight, port))
+            self.log.append(Hit(path, time.monotonic(), self.in_flight, port, agent))
 
     def leave(self) -> None:
         with self._lock:
             self.in_flight -= 1
 
 
-def _bare(hit: Hit) -> str:
-    return hit.path.split("?")[0]
-
-
 @contextmanager
-def serve() -> Iterator[AdversarialServer]:
+def serve(host: str = "127.0.0.1") -> Iterator[AdversarialServer]:
     """A running AdversarialServer, stopped (and its waiting handlers released) on exit."""
-    server = AdversarialServer()
+    server = AdversarialServer(host)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -126,9 +137,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self.server.enter(self.path, self.client_address[1])
+        self.server.enter(self.path, self.client_address[1], self.headers.get("User-Agent", ""))
         try:
-            _route(self.path)(self)
+            _route(self.server, self.path)(self)
         except OSError:  # the client went away: that is what adversarial clients do
             self.close_connection = True
         finally:
@@ -138,23 +149,37 @@ class _Handler(BaseHTTPRequestHandler):
 Route = Callable[[_Handler], None]
 
 
-def _route(path: str) -> Route:
+def _route(server: AdversarialServer, path: str) -> Route:
     bare = urlsplit(path).path
-    if bare.startswith("/redirect/"):
-        return _redirect_chain
-    if bare.startswith("/encoded/"):
-        return _encoded
-    if bare.startswith("/sleep/"):
-        return _sleep
-    return ROUTES.get(bare, _not_found)
+    if bare in server.mounted:
+        return server.mounted[bare]
+    prefix = "/" + bare.split("/")[1] + "/"
+    return server.mounted.get(prefix) or PREFIX_ROUTES.get(prefix) or ROUTES.get(bare) or ROUTES["/404"]
+
+
+def static(body: bytes = b"", status: int = 200, content_type: str = "text/html; charset=utf-8",
+           headers: Iterable[tuple[str, str]] = ()) -> Route:
+    """A route answering `status` with `body` (Content-Type `content_type` unless it is "")."""
+    extra = list(headers)
+
+    def route(h: _Handler) -> None:
+        _send(h, status, body, extra, content_type)
+
+    return route
+
+
+def redirect(location: str, status: int = 302) -> Route:
+    return static(b"", status, headers=[("Location", location)])
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _send(h: _Handler, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> None:
+def _send(h: _Handler, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = (),
+          content_type: str = "text/html; charset=utf-8") -> None:
     h.send_response(status)
-    h.send_header("Content-Type", "text/html; charset=utf-8")
+    if content_type:
+        h.send_header("Content-Type", content_type)
     h.send_header("Content-Length", str(len(body)))
     for name, value in headers:
         h.send_header(name, value)
@@ -207,16 +232,7 @@ def _blast(h: _Handler, body: bytes, total: int) -> None:
 # --- routes -----------------------------------------------------------------------------------------
 
 
-def _ok(h: _Handler) -> None:
-    _send(h, 200, OK_HTML, [("X-Dup", "first"), ("X-Dup", "last")])
-
-
-def _not_found(h: _Handler) -> None:
-    _send(h, 404, b"<p>not found</p>")
-
-
-def _always_500(h: _Handler) -> None:
-    _send(h, 500, b"<p>broken</p>")
+_ok = static(OK_HTML, headers=[("X-Dup", "first"), ("X-Dup", "last")])
 
 
 def _hang(h: _Handler) -> None:
@@ -266,10 +282,7 @@ def _huge_chunked(h: _Handler) -> None:
     h.send_header("Transfer-Encoding", "chunked")
     h.end_headers()
     chunk = b"%x\r\n" % BLOCK + bytes(BLOCK) + b"\r\n"
-    for _ in range(HUGE_BYTES // BLOCK):
-        if h.server.stopping.is_set():
-            return
-        h.wfile.write(chunk)
+    _blast(h, chunk, HUGE_BYTES // BLOCK * len(chunk))
     h.wfile.write(b"0\r\n\r\n")
 
 
@@ -280,12 +293,12 @@ def _gzip_bomb(h: _Handler) -> None:
     h.send_header("Content-Encoding", "gzip")
     h.send_header("Content-Length", str(len(body)))
     h.end_headers()
-    for start in range(0, len(body), BLOCK):
-        h.wfile.write(body[start : start + BLOCK])
+    h.wfile.write(body)
 
 
 def _flaky(h: _Handler) -> None:
-    if h.server.count("flaky") <= 2:
+    """503 for the first ?fails= requests (2 by default) of this exact path and query, then /ok."""
+    if h.server.count(h.path) <= int(_query(h, "fails") or "2"):
         _send(h, 503, b"<p>try later</p>")
     else:
         _ok(h)
@@ -309,14 +322,6 @@ def _redirect_chain(h: _Handler) -> None:
     _send(h, 302, b"", [("Location", f"/redirect/{left - 1}" if left > 1 else "/ok")])
 
 
-def _loop_a(h: _Handler) -> None:
-    _send(h, 302, b"", [("Location", "/loop-b")])
-
-
-def _loop_b(h: _Handler) -> None:
-    _send(h, 301, b"", [("Location", "/loop-a")])
-
-
 def _redirect_to(h: _Handler) -> None:
     _send(h, 302, b"", [("Location", _query(h, "url") or "/ok")])
 
@@ -333,6 +338,12 @@ def _sleep(h: _Handler) -> None:
         _ok(h)
 
 
+def _status(h: _Handler) -> None:
+    """/status/<code>: that status, always."""
+    code = int(urlsplit(h.path).path.rsplit("/", 1)[1])
+    _send(h, code, b"<p>status %d</p>" % code)
+
+
 def _query(h: _Handler, name: str) -> str | None:
     values = parse_qs(urlsplit(h.path).query).get(name)
     return values[0] if values else None
@@ -344,10 +355,17 @@ ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "br": brotli.compress,
 }
 
+PREFIX_ROUTES: dict[str, Route] = {
+    "/redirect/": _redirect_chain,
+    "/encoded/": _encoded,
+    "/sleep/": _sleep,
+    "/status/": _status,
+}
+
 ROUTES: dict[str, Route] = {
     "/ok": _ok,
-    "/404": _not_found,
-    "/always-500": _always_500,
+    "/404": static(b"<p>not found</p>", 404),
+    "/always-500": static(b"<p>broken</p>", 500),
     "/hang": _hang,
     "/stall": _stall,
     "/trickle": _trickle,
@@ -359,8 +377,8 @@ ROUTES: dict[str, Route] = {
     "/flaky": _flaky,
     "/429": _too_many,
     "/503-date": _unavailable_until,
-    "/loop-a": _loop_a,
-    "/loop-b": _loop_b,
+    "/loop-a": redirect("/loop-b"),
+    "/loop-b": redirect("/loop-a", 301),
     "/redirect-to": _redirect_to,
 }
 

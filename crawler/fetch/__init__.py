@@ -1,6 +1,7 @@
 """Fetch engines: the name -> "module:Class" table, imported lazily so gevent loads only when chosen.
 
-Both engines call the one blocking `crawler.fetch.http.fetch_one`; `crawler.fetch.guard` owns the SSRF rule.
+Both engines call the one blocking `crawler.fetch.http.fetch_one`, whose per-attempt deadline is enforced by
+`crawler.fetch.deadline`; `crawler.fetch.guard` owns the SSRF rule.
 """
 
 from __future__ import annotations

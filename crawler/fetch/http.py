@@ -3,39 +3,26 @@
 `fetch_one` is the blocking call both engines make; it never raises for network or HTTP trouble, the
 failure is in `Response.error` ("timeout", "connection error: ...", "too large: ...", ...).
 
-The deadline covers connect + headers + body of one attempt. Socket timeouts alone cannot enforce it (a
-server trickling one byte per recv never trips them), so each attempt also has a watchdog:
-  * under gevent (socket monkey-patched) a `gevent.Timeout` around the attempt;
-  * otherwise a shared daemon "reaper" thread that `shutdown()`s the socket of an attempt past its
-    deadline; the socket is found through the connection classes that `make_session` mounts, which
-    attach themselves to the current attempt (a ContextVar) and detach when returned to the pool.
-    Not covered there: DNS resolution and a TLS handshake, bounded only by the connect timeout per recv.
+The deadline covers connect + headers + body of one attempt; crawler.fetch.deadline owns the watchdog
+that enforces it (a gevent.Timeout, or a reaper thread that shuts the socket down). The byte cap counts
+decoded bytes while urllib3 inflates the body chunk by chunk, so a gzip bomb is never held whole.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import heapq
 import http.client
 import itertools
-import os
 import random
-import socket
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawler.fetch.deadline import Expired, WatchedAdapter, watchdog
 from crawler.records import Response
 from crawler.settings import Limits
 from crawler.urls import InvalidURL, normalize
@@ -48,178 +35,11 @@ RETRY_ERRORS = frozenset({"timeout", "connection error"})
 ACCEPT_ENCODING = "gzip, deflate, br" if "br" in urllib3.util.request.ACCEPT_ENCODING else "gzip, deflate"
 
 
-class _Expired(Exception):
-    """The attempt's watchdog fired: its deadline passed."""
-
-
-class _Watch:
-    """One attempt's watchdog state: the connection in use, its socket, and whether the deadline fired.
-
-    The socket is kept apart from the connection: on "Connection: close" http.client drops `conn.sock`
-    while the response goes on reading from the same socket.
-    """
-
-    def __init__(self) -> None:
-        self.fired = False
-        self._conn: HTTPConnection | None = None
-        self._sock: socket.socket | None = None
-        self._done = False
-        self._lock = threading.Lock()  # held only around non-blocking code: safe under gevent too
-
-    def attach(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            if not self._done:
-                self._conn, self._sock = conn, conn.sock or self._sock
-                if self.fired:
-                    _shutdown(self._sock)
-
-    def detach(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            if self._conn is conn:
-                self._conn = self._sock = None
-
-    def fire(self) -> None:
-        with self._lock:
-            if not self._done:
-                self.fired = True
-                _shutdown(self._sock)
-
-    def close(self) -> None:
-        with self._lock:
-            self._done, self._conn, self._sock = True, None, None
-
-
-def _shutdown(sock: socket.socket | None) -> None:
-    """Wake any recv blocked on `sock` (the raw fd: an SSL wrapper's state is left alone)."""
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Reaper:
-    """A daemon thread firing the watches whose deadline passed (the thread engine's watchdog)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def forget(self) -> None:
-        """In a forked child the thread is gone (and the lock may be held): start afresh."""
-        self._heap, self._cond, self._thread = [], threading.Condition(), None
-
-    def arm(self, watch: _Watch, seconds: float) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), watch))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fetch-reaper", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
-                watch = heapq.heappop(self._heap)[2]
-            watch.fire()
-
-
-_REAPER = _Reaper()
-os.register_at_fork(after_in_child=_REAPER.forget)
-_CURRENT: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("fetch_watch", default=None)
-
-
-def _green() -> bool:
-    """True when gevent has patched the socket module (checked without importing gevent)."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and bool(monkey.is_module_patched("socket"))
-
-
-@contextlib.contextmanager
-def _watchdog(seconds: float) -> Iterator[_Watch]:
-    """Bound the enclosed attempt to `seconds`; an overrun surfaces as `_Expired` or a dead socket."""
-    watch = _Watch()
-    if _green():
-        from gevent import Timeout
-
-        with Timeout(seconds) as timer:
-            try:
-                yield watch
-            except Timeout as exc:
-                if exc is not timer:
-                    raise
-                raise _Expired() from None
-        return
-    token = _CURRENT.set(watch)
-    _REAPER.arm(watch, seconds)
-    try:
-        yield watch
-    finally:
-        watch.close()
-        _CURRENT.reset(token)
-
-
-class _Watched:
-    """Mixin for urllib3 connections: attach to the current attempt's watch while in use."""
-
-    sock: Any
-
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        self._attach()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._attach()
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def _attach(self) -> None:
-        watch = _CURRENT.get()
-        self._crawler_watch = watch
-        if watch is not None:
-            watch.attach(self)  # type: ignore[arg-type]
-
-
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _Detaching:
-    """Mixin for urllib3 pools: a connection back in the pool no longer belongs to an attempt."""
-
-    def _put_conn(self, conn: Any) -> None:
-        watch = getattr(conn, "_crawler_watch", None)
-        if watch is not None:
-            watch.detach(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _WatchedHTTPPool(_Detaching, HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(_Detaching, HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose pools make watched connections."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
 def make_session(pool_size: int, user_agent: str) -> requests.Session:
     """A session for `fetch_one`: no proxy env, `pool_size` kept connections per host, no own retries."""
     session = requests.Session()
     session.trust_env = False
-    adapter = _WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    adapter = WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING})
@@ -227,7 +47,7 @@ def make_session(pool_size: int, user_agent: str) -> requests.Session:
 
 
 # requests' exceptions are OSErrors; anything else (ValueError, TypeError...) is a bug and raises
-_FAILURES = (_Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
+_FAILURES = (Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
 
 
 def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callable[[], float]) -> Response:
@@ -238,10 +58,10 @@ def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callabl
     deadline = clock() + limits.timeout
     result = Response(url=url, final_url=url)
     try:
-        with _watchdog(limits.timeout) as watch:
+        with watchdog(limits.timeout) as watch:
             _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock())
     except _FAILURES as exc:
-        expired = isinstance(exc, _Expired) or watch.fired or clock() >= deadline
+        expired = isinstance(exc, Expired) or watch.fired or clock() >= deadline
         result.body, result.error = b"", "timeout" if expired else _describe(exc)
     return result
 
@@ -253,7 +73,7 @@ def _exchange(
     left = max(left, 0.001)
     with session.get(result.url, stream=True, allow_redirects=False, timeout=(left, left)) as resp:
         if expired():  # headers cut short by the watchdog are no response
-            raise _Expired()
+            raise Expired()
         result.status, result.headers = resp.status_code, _headers(resp.raw)
         result.body, result.error = _read_body(resp.raw, limits.max_bytes, expired)
 
@@ -275,10 +95,10 @@ def _read_body(
         if total > max_bytes:
             return b"", too_large
         if expired():
-            raise _Expired()
+            raise Expired()
         chunks.append(chunk)
     if expired():  # the reaper's shutdown looks like a clean end to a read-until-close body
-        raise _Expired()
+        raise Expired()
     return b"".join(chunks), None
 
 

@@ -348,6 +348,7 @@ GEVENT_SCRIPT = textwrap.dedent(
     monkey.patch_all(thread=False, queue=False)
     import json, sys, time
     import gevent
+    import crawler.fetch.deadline as deadline
     import crawler.fetch.http as http
     from crawler.settings import Limits
 
@@ -386,8 +387,8 @@ GEVENT_SCRIPT = textwrap.dedent(
         "total": time.monotonic() - started,
         "max_gap": max(gaps),
         "rss_growth_kib": status_kib("VmHWM") - rss_before,
-        "green": http._green(),
-        "reaper_started": http._REAPER._thread is not None,
+        "green": deadline.green(),
+        "reaper_started": deadline.REAPER.thread is not None,
     }))
     """
 )

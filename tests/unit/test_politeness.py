@@ -143,6 +143,16 @@ def test_backoff_delays_the_next_start() -> None:
     assert p.can_start(H, now=12.0)
 
 
+def test_a_late_send_moves_the_last_start() -> None:
+    p = Politeness(per_host=1, delay=1.0)
+    p.started(H, now=10.0)  # allowed to start at 10, but the engine sent it at 10.4
+    p.finished(H, now=10.5, status=200, sent=10.4)
+    assert p.wait_time(H, now=10.5) == pytest.approx(0.9)
+    p.started(H, now=11.4)
+    p.finished(H, now=11.5, status=200, sent=11.0)  # an estimate earlier than the start changes nothing
+    assert p.wait_time(H, now=11.5) == pytest.approx(0.9)
+
+
 def test_finished_without_started_raises() -> None:
     p = Politeness(per_host=1, delay=0.0)
     with pytest.raises(ValueError):

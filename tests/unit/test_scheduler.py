@@ -5,7 +5,7 @@ from __future__ import annotations
 from crawler.politeness import Politeness
 from crawler.records import Job
 from crawler.robots import ALLOW_ALL, DISALLOW_ALL, parse
-from crawler.scheduler import Scheduler
+from crawler.scheduler import HostBudget, Scheduler
 
 UA = "crawler/0.1"
 
@@ -74,3 +74,17 @@ def test_crowded_hosts_counts_buffered_and_in_flight() -> None:
     s.take(0.0)  # a/1 and b/1 start; a/2 waits for a's slot
     assert s.crowded_hosts(2) == {"a"} and s.crowded_hosts(3) == set()
     assert [j.url for j in s.drain()] == ["http://a/2"] and s.crowded_hosts(1) == set()
+
+
+def test_host_budget_admits_up_to_the_limit_per_host_and_ignores_repeats() -> None:
+    budget = HostBudget(2)
+    budget.note("http://a/", "a")  # a claimed seed counts
+    assert budget.admit("http://a/", "a") is False  # already counted
+    assert budget.admit("http://a/1", "a") is True and budget.spent("a")
+    assert budget.admit("http://a/2", "a") is False
+    assert budget.admit("http://b/1", "b") is True and not budget.spent("b")
+
+
+def test_host_budget_zero_is_no_limit() -> None:
+    budget = HostBudget(0)
+    assert all(budget.admit(f"http://a/{i}", "a") for i in range(1000)) and not budget.spent("a")

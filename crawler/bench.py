@@ -1,0 +1,188 @@
+"""Bench: `crawl bench`, a crawl of the bundled synthetic site measured from the outside, like `scrapy bench`.
+
+The site (`crawler.testsite`, realistic pages) runs in its own process on 127.0.0.1 and the crawl in
+another (`python -m crawler`, so gevent patches a fresh interpreter), into a temporary database that is
+removed afterwards. Measured: wall time of the crawl command; CPU time of its whole process tree (the
+crawl and its extraction processes, exact: getrusage of the reaped children); peak memory, the largest
+sum of RSS over the tree seen by a sampler reading /proc every 0.1 s. bench/compare.py uses the same
+`measure` to put `crawl` beside Scrapy.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SAMPLE_SECONDS = 0.1
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+SITE_ARGS = ("--fanout", "40", "--size", "30000", "--html", "realistic")  # ~30 KB pages, ~40 links
+
+
+@dataclass
+class Measurement:
+    """One command's run: wall seconds, CPU seconds of its process tree, peak RSS sum of the tree."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss: int  # bytes
+    returncode: int
+    stderr: str = ""
+
+
+@dataclass
+class BenchResult:
+    """A bench crawl: what was stored and what it cost."""
+
+    pages: int
+    measurement: Measurement
+    engine: str
+    settings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / max(self.measurement.seconds, 1e-9)
+
+    @property
+    def cpu_ms_per_page(self) -> float:
+        return 1000 * self.measurement.cpu_seconds / max(self.pages, 1)
+
+    def report(self) -> str:
+        m = self.measurement
+        options = " ".join(f"{k}={v}" for k, v in self.settings.items())
+        return "\n".join([
+            f"crawl bench: engine={self.engine} {options}",
+            f"pages           {self.pages}",
+            f"seconds         {m.seconds:.1f}",
+            f"pages/s         {self.pages_per_second:.1f}",
+            f"CPU ms/page     {self.cpu_ms_per_page:.1f}  (crawl and extraction processes)",
+            f"peak memory     {m.peak_rss / 2**20:.0f} MiB  (RSS summed over the process tree)",
+        ])
+
+
+# -- measuring a process tree -------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of `pid` (Linux /proc); [] when it is gone or /proc can't say."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            found += [int(p) for p in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def tree_of(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children_of(current)
+    return tree
+
+
+def rss_of(pid: int) -> int:
+    """Resident bytes of `pid`, 0 when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class TreeSampler:
+    """Samples the RSS sum of a process tree on a thread until stopped; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, sum(rss_of(pid) for pid in tree_of(self.pid)))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(cmd: list[str], timeout: float | None = None, env: dict[str, str] | None = None) -> Measurement:
+    """Run `cmd` to its end; its wall time, the CPU of its reaped process tree, its peak RSS sum.
+
+    CPU comes from getrusage(RUSAGE_CHILDREN), so run one measured command at a time per process.
+    """
+    cpu_before, began = children_cpu(), time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    with TreeSampler(proc.pid) as sampler:
+        _, stderr = proc.communicate(timeout=timeout)
+    seconds = time.monotonic() - began
+    return Measurement(seconds, children_cpu() - cpu_before, sampler.peak, proc.returncode, stderr)
+
+
+# -- the bench crawl ----------------------------------------------------------------------------
+
+
+@contextmanager
+def site(pages: int) -> Iterator[str]:
+    """The synthetic site in its own process on 127.0.0.1; yields its base URL."""
+    cmd = [sys.executable, "-m", "crawler.testsite", "--pages", str(pages), *SITE_ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip() if proc.stdout else ""
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the test site did not start: {url!r}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def crawl_command(url: str, db: str, engine: str, concurrency: int, parse_workers: int) -> list[str]:
+    """`crawl` for a one-host bench: per-host raised to the concurrency (the default would be 4)."""
+    return [sys.executable, "-m", "crawler", url, "--db", db, "--quiet", "--engine", engine,
+            "--concurrency", str(concurrency), "--per-host", str(concurrency),
+            "--parse-workers", str(parse_workers)]
+
+
+def stored_pages(db: str) -> int:
+    """HTML pages stored with a title (what a complete bench crawl stores for every page)."""
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM pages WHERE title IS NOT NULL").fetchone()[0])
+
+
+def run(pages: int, engine: str, concurrency: int, parse_workers: int) -> BenchResult:
+    """Crawl a fresh synthetic site of `pages` pages into a temporary database; remove it after."""
+    settings = {"pages": pages, "concurrency": concurrency, "parse_workers": parse_workers}
+    with site(pages) as url, tempfile.TemporaryDirectory(prefix="crawl-bench-") as tmp:
+        db = os.path.join(tmp, "bench.db")
+        measurement = measure(crawl_command(url, db, engine, concurrency, parse_workers))
+        if measurement.returncode != 0:
+            raise RuntimeError(f"the bench crawl failed: {measurement.stderr.strip()[-500:]}")
+        return BenchResult(stored_pages(db), measurement, engine, settings)

@@ -1,0 +1,80 @@
+"""Stop: how SIGINT (Ctrl-C) and SIGTERM end a crawl, at any moment, leaving a database to resume from.
+
+- The first signal only sets `Stop.signum`, a flag the crawl loop reads: it stops claiming, lets
+  in-flight requests finish for a few seconds, saves what arrived, and the crawl ends `interrupted`
+  (exit 130, or 143 for SIGTERM). A signal never lands between two halves of a record.
+- The second raises HardStop, to stop at once: no waiting for requests, no last save (what was fetched
+  and not saved is fetched again on resume). It also arms a watchdog that ends the process if the
+  cleanup hangs. A third signal, or one after the crawl has closed, ends the process on the spot.
+
+Whatever the moment, the database holds whole transactions only (SQLite commits all of one or none),
+and the extraction processes go down with the crawl (PR_SET_PDEATHSIG, see crawler.worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+HARD_STOP_SECONDS = 2.0  # after the second signal, the process ends this soon even if cleanup hangs
+
+
+class HardStop(SystemExit):
+    """The second signal. A SystemExit, so gevent's hub hands it to the main greenlet without printing
+    a traceback, and one that gets out of everything still exits with the signal's code."""
+
+
+class Stop:
+    """The signal handler and what it has seen (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.hard = False
+        self._installed = False
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FOR_SIGNAL.get(self.signum or signal.SIGINT, 130)
+
+    @contextmanager
+    def installed(self) -> Iterator[Stop]:
+        """The handler, for the block (nested blocks: the outermost counts). After a signal the handler
+        stays: a later one then ends the process at once, even as it exits."""
+        if self._installed:
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in EXIT_FOR_SIGNAL}
+        self._installed = True
+        try:
+            yield self
+        except HardStop:
+            hard_exit(self.exit_code)
+        finally:
+            self._installed = False
+            if self.signum is None:
+                for signum, old in previous.items():
+                    signal.signal(signum, old)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        if self.hard or not self._installed:
+            hard_exit(self.exit_code)
+        self.hard = True
+        watchdog = threading.Timer(HARD_STOP_SECONDS, hard_exit, (self.exit_code,))
+        watchdog.daemon = True
+        watchdog.start()
+        raise HardStop(self.exit_code)
+
+
+def hard_exit(code: int) -> None:
+    """End the process now, from any thread. Safe for the data (see the module docstring)."""
+    sys.stderr.write("crawl: stopped at once; run `crawl` with the same --db to resume\n")
+    sys.stderr.flush()
+    os._exit(code)

@@ -29,6 +29,7 @@ from crawler.worker import RobotsResult, Worker, start_pool
 
 BATCH_SIZE = 200  # outcomes per write transaction
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
+SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
 POOL_STOP_SECONDS = 2.0  # bound on each step of stopping the extraction processes
 
@@ -93,6 +94,7 @@ class Crawl:
         self.host_budget = HostBudget(settings.max_pages_per_host)
         self.batch: list[Outcome] = []
         self.discovered: list[tuple[str, str, int]] = []
+        self.seen: set[str] = set()  # a cache only: the frontier's insert-or-ignore is what dedups
         self.last_flush = time.monotonic()
         self.in_flight = 0
 
@@ -135,8 +137,9 @@ class Crawl:
 
     def _refill(self) -> None:
         room = min(self.scheduler.room(), self._budget_left())
-        if room <= 0:
-            return
+        fed = len(self.scheduler) >= self.settings.limits.concurrency
+        if room <= 0 or (fed and room < self.scheduler.capacity // 4):
+            return  # claim in batches while the buffer still feeds the engine: a claim costs a window scan
         per_host = 2 * self.settings.limits.per_host
         jobs = self.frontier.claim(room, self.scheduler.crowded_hosts(per_host), per_host)
         self.tally.claimed += len(jobs)
@@ -217,6 +220,11 @@ class Crawl:
     def _keep(self, urls: list[str], depth: int) -> Iterator[tuple[str, str, int]]:
         max_length = self.settings.limits.max_url_length
         for url in urls:
+            if url in self.seen:  # seen by this run: already queued or already refused (most links)
+                continue
+            if len(self.seen) >= SEEN_MAX:
+                self.seen.clear()
+            self.seen.add(url)
             if self.scope.allows(url) and trap_reason(url, max_length) is None:
                 host = host_of(url)
                 if self.host_budget.admit(url, host):  # --max-pages-per-host

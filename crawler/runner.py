@@ -52,7 +52,7 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     starts still ends the crawl `interrupted`, with its seeds queued, ready to resume.
     """
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
-    with Stop().installed() as stop:
+    with Stop().installed(exiting=True) as stop:
         store = open_store(settings.db)
         try:
             crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)  # one transaction
@@ -66,7 +66,7 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
 
     Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done.
     """
-    with Stop().installed() as stop:
+    with Stop().installed(exiting=True) as stop:
         store = open_store(db)
         try:
             latest = store.latest_unfinished()
@@ -102,7 +102,6 @@ def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope, stop: St
         crawl = Crawl(settings, store, crawl_id, scope, engine, stop)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
-        import traceback; traceback.print_exc(file=open("/tmp/resume-eng/hard.txt", "a"))  # DEBUG
         _abandon(crawl, engine)
         status = INTERRUPTED
     store.finish_crawl(crawl_id, status)

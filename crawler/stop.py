@@ -13,6 +13,7 @@ and the extraction processes go down with the crawl (PR_SET_PDEATHSIG, see crawl
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 
 EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 HARD_STOP_SECONDS = 2.0  # after the second signal, the process ends this soon even if cleanup hangs
+STOPPING = b"crawl: stopping (Ctrl-C again to stop at once)\n"
 
 
 class HardStop(SystemExit):
@@ -42,9 +44,10 @@ class Stop:
         return EXIT_FOR_SIGNAL.get(self.signum or signal.SIGINT, 130)
 
     @contextmanager
-    def installed(self) -> Iterator[Stop]:
-        """The handler, for the block (nested blocks: the outermost counts). After a signal the handler
-        stays: a later one then ends the process at once, even as it exits."""
+    def installed(self, exiting: bool = False) -> Iterator[Stop]:
+        """The handler, for the block (nested blocks: the outermost counts). With `exiting` (the process
+        ends after the block) and a signal seen, the handler stays: a later signal then ends the process
+        at once, with the same exit code, even during the interpreter's teardown."""
         if self._installed:
             yield self
             return
@@ -56,13 +59,16 @@ class Stop:
             hard_exit(self.exit_code)
         finally:
             self._installed = False
-            if self.signum is None:
+            if exiting and self.signum is not None:
+                atexit.register(ignore_signals)
+            else:
                 for signum, old in previous.items():
                     signal.signal(signum, old)
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is None:
             self.signum = signum
+            os.write(2, STOPPING)  # not sys.stderr: the signal may have interrupted a write to it
             return
         if self.hard or not self._installed:
             hard_exit(self.exit_code)
@@ -71,6 +77,13 @@ class Stop:
         watchdog.daemon = True
         watchdog.start()
         raise HardStop(self.exit_code)
+
+
+def ignore_signals() -> None:
+    """At exit: the interpreter's own teardown then outlives any further Ctrl-C (it resets handlers, not
+    ignored signals, so the exit code stays 130/143 rather than death by signal)."""
+    for signum in EXIT_FOR_SIGNAL:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def hard_exit(code: int) -> None:

@@ -36,7 +36,7 @@ HTML = "text/html"
 
 TIMEOUTS = ["/hang", "/stall", "/trickle", "/trickle-headers"]
 TOO_LARGE = ["/huge", "/huge-chunked", "/gzip-bomb"]
-ADVERSARIAL = [*TIMEOUTS, *TOO_LARGE, "/reset", "/always-500", "/404", "/flaky?fails=1", "/429"]
+ADVERSARIAL = [*TIMEOUTS, *TOO_LARGE, "/reset", "/always-500", "/404", "/flaky?fails=1", "/429?after=2"]
 REDIRECTS = ["/hop/1", "/to-ok", "/ok?direct", "/loop-a", "/redirect/12", "/to-private", "/to-localhost",
              "/to-decimal"]
 LONG = "/long/" + "x" * 2100  # over Limits.max_url_length

@@ -305,8 +305,9 @@ def _flaky(h: _Handler) -> None:
 
 
 def _too_many(h: _Handler) -> None:
+    """429 with Retry-After: ?after= seconds (1 by default) the first time, then /ok."""
     if h.server.count("429") <= 1:
-        _send(h, 429, b"<p>slow down</p>", [("Retry-After", "1")])
+        _send(h, 429, b"<p>slow down</p>", [("Retry-After", _query(h, "after") or "1")])
     else:
         _ok(h)
 

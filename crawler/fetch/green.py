@@ -6,11 +6,14 @@ Session is shared by all greenlets: they run on one thread, and its pool is size
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from multiprocessing.pool import AsyncResult
+from functools import partial
+from multiprocessing.pool import Pool
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.pool
 import gevent.queue
 import requests
@@ -25,6 +28,9 @@ class GeventEngine:
         self._pool = gevent.pool.Pool(concurrency)
         self._done: gevent.queue.Queue[Any] = gevent.queue.Queue()
         self._session = make_session(concurrency, user_agent)
+        self._arrivals: deque[tuple[gevent.event.AsyncResult, bool, Any]] = deque()
+        self._wakeup = gevent.get_hub().loop.async_()
+        self._wakeup.start(self._deliver)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._pool.spawn(lambda: self._done.put(fn(*args)))
@@ -42,10 +48,32 @@ class GeventEngine:
     def session(self) -> requests.Session:
         return self._session
 
-    def wait(self, result: AsyncResult) -> Any:
-        """Wait for a multiprocessing result on the hub's thread pool, so other greenlets keep running."""
-        return gevent.get_hub().threadpool.apply(result.get)
+    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """fn(*args) in a process of `pool`; this greenlet waits for it, the others run on.
+
+        The pool's result thread hands the outcome over through a deque and the hub's async watcher
+        (the thread-safe way to wake a gevent hub), so no thread is held per waiting greenlet.
+        """
+        waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        pool.apply_async(fn, args, callback=partial(self._arrive, waiter, True),
+                         error_callback=partial(self._arrive, waiter, False))
+        return waiter.get()
+
+    def _arrive(self, waiter: gevent.event.AsyncResult, ok: bool, value: Any) -> None:
+        """On the pool's result thread: queue the outcome, wake the hub."""
+        self._arrivals.append((waiter, ok, value))
+        self._wakeup.send()
+
+    def _deliver(self) -> None:
+        """On the hub: hand every queued outcome to its greenlet."""
+        while self._arrivals:
+            waiter, ok, value = self._arrivals.popleft()
+            if ok:
+                waiter.set(value)
+            else:
+                waiter.set_exception(value)
 
     def close(self, timeout: float = 5.0) -> None:
         self._pool.kill(timeout=timeout)
         self._session.close()
+        self._wakeup.stop()

@@ -10,7 +10,7 @@ import queue
 import threading
 from collections.abc import Callable
 from multiprocessing.dummy import Pool
-from multiprocessing.pool import AsyncResult
+from multiprocessing.pool import Pool as ProcessPool
 from typing import Any
 
 import requests
@@ -48,8 +48,9 @@ class ThreadEngine:
             self._sessions.append(session)  # list.append is atomic; closed in close()
         return session
 
-    def wait(self, result: AsyncResult) -> Any:
-        return result.get()
+    def apply(self, pool: ProcessPool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """fn(*args) in a process of `pool`; this thread waits for it."""
+        return pool.apply(fn, args)
 
     def close(self, timeout: float = 5.0) -> None:
         self._pool.terminate()

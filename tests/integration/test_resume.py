@@ -1,0 +1,419 @@
+"""Crash-safe, resumable crawls: SIGKILL, Ctrl-C or SIGTERM at any moment, then `crawl --db DB`, on both
+engines, ends `finished` with every reachable page stored exactly once; a locked database is waited for.
+
+Each crawl is the real CLI in its own session (a process group, like a shell job). Synchronisation is
+bounded polling of real state only: the page count in the database (opened read-only), the crawl's
+stderr, the process table. The test site counts the requests it serves (GET /_hits), so each resumed run
+is checked to fetch again only what the stopped run had in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import ROOT, Site
+
+import crawler.crawl as crawl_module
+from crawler.crawl import Crawl
+from crawler.progress import Progress
+from crawler.settings import Limits, Settings
+from crawler.stop import Stop
+from crawler.store import open_store
+from crawler.testsite import path_of, reachable
+from crawler.urls import Scope
+
+PAGES, FANOUT = 1000, 8
+SITE_ARGS = ("--pages", str(PAGES), "--fanout", str(FANOUT), "--size", "500")
+CONCURRENCY = 20
+FAST = ("--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY), "--parse-workers", "2", "--quiet")
+# Fetched again after a SIGKILL: the requests in flight (at most CONCURRENCY) and the pages fetched but not
+# yet committed (the write batch: at most BATCH_SECONDS of fetching, far less on this single-host site).
+KILL_REPEATS = 2 * CONCURRENCY
+STOP_SECONDS = 10.0  # SIGINT/SIGTERM to exit: wind-down (in-flight requests get up to 5 s) and cleanup
+HARD_STOP_SECONDS = 5.0  # a second SIGINT to exit
+POLL = 0.02
+ROBOTS = "/robots.txt"  # fetched once by every run, by design
+
+
+# -- the crawl as a job --------------------------------------------------------------------------------
+
+
+class Job:
+    """`python -m crawler ARGS` in a session of its own; stderr is collected by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "crawler", *args], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:  # closed at EOF: when the crawl and everything holding its stderr is gone
+            for line in self.proc.stderr:
+                self.lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout: float = 90) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def signal(self, signum: int, group: bool) -> None:
+        (os.killpg if group else os.kill)(self.proc.pid, signum)
+
+
+def wait_for(condition: Callable[[], bool], what: str, job: Job, timeout: float = 60) -> None:
+    """Poll `condition` until it holds; fail if the job exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert job.proc.poll() is None, f"crawl exited ({job.proc.returncode}) before {what}: {job.stderr}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(POLL)
+
+
+def assert_gone(processes: list[psutil.Process], timeout: float = 10) -> None:
+    """The processes exit within `timeout` (the extraction pool and the resource tracker included)."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, f"left behind: {[(p.pid, p.cmdline()[-2:]) for p in alive]}"
+
+
+# -- the database, read-only ---------------------------------------------------------------------------
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def count(db: Path, sql: str) -> int:
+    """A count, or 0 while the database or its tables don't exist yet."""
+    try:
+        return query(db, sql)[0][0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def pages_stored(db: Path) -> int:
+    return count(db, "SELECT count(*) FROM pages")
+
+
+INVARIANTS = {  # each query counts violations: all must be 0 whenever a run is gone, however it ended
+    "page without a done frontier row": "SELECT count(*) FROM pages p LEFT JOIN frontier f "
+    "ON f.crawl_id = p.crawl_id AND f.url = p.url WHERE f.state IS NOT 'done'",
+    "done frontier row without its page": "SELECT count(*) FROM frontier f LEFT JOIN pages p "
+    "ON p.crawl_id = f.crawl_id AND p.url = f.url WHERE f.state = 'done' AND p.id IS NULL",
+    "HTML page without its links": "SELECT count(*) FROM pages p WHERE p.title IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM links l WHERE l.page_id = p.id)",
+    "crawl without a frontier": "SELECT count(*) FROM crawls c "
+    "WHERE NOT EXISTS (SELECT 1 FROM frontier f WHERE f.crawl_id = c.id)",
+    "page stored with an error": "SELECT count(*) FROM pages WHERE error IS NOT NULL",
+    "URL stored twice": "SELECT count(*) - count(DISTINCT url) FROM pages",
+}
+
+
+def assert_consistent(db: Path) -> None:
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "PRAGMA foreign_key_check") == []
+    violations = {name: n for name, sql in INVARIANTS.items() if (n := query(db, sql)[0][0])}
+    assert not violations
+
+
+def assert_complete(db: Path, site: Site) -> None:
+    """Every reachable page exactly once, every frontier row done, the crawl finished."""
+    assert_consistent(db)
+    expected = {site.url.rstrip("/") + path_of(i) for i in reachable(PAGES, FANOUT)}
+    urls = [url for (url,) in query(db, "SELECT url FROM pages")]
+    assert len(urls) == len(expected) and set(urls) == expected
+    assert query(db, "SELECT state, count(*) FROM frontier GROUP BY state") == [("done", len(expected))]
+    assert query(db, "SELECT id, status FROM crawls") == [(1, "finished")]
+
+
+# -- the site and its request counts -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """A site of its own, so the request counts are this module's only."""
+    started = Site(*SITE_ARGS)
+    yield started
+    started.stop()
+
+
+def hits(site: Site) -> Counter[str]:
+    with urllib.request.urlopen(site.url + "_hits", timeout=10) as response:
+        return Counter(json.load(response))
+
+
+@dataclass
+class Requests:
+    """What the site served to one chain of runs of one crawl; `repeats` of each run after the first."""
+
+    site: Site
+    seen: set[str] = field(default_factory=set)
+    before: Counter[str] = field(default_factory=Counter)
+    repeats: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.before = hits(self.site)
+
+    def run_ended(self) -> None:
+        now = hits(self.site)
+        served = now - self.before
+        served.pop(ROBOTS, None)
+        again = sum(n if path in self.seen else n - 1 for path, n in served.items())
+        self.repeats.append(again)
+        self.seen |= set(served)
+        self.before = now
+
+
+# -- one run of a crawl ---------------------------------------------------------------------------------
+
+
+def other(engine: str) -> str:
+    return "threads" if engine == "gevent" else "gevent"
+
+
+def start(site: Site, db: Path, engine: str, *args: str) -> Job:
+    return Job(site.url, *args, "--engine", engine, "--db", str(db), *FAST)
+
+
+def resume(db: Path, engine: str) -> Job:
+    """`crawl --db DB` resumes with the saved settings; --engine overrides the saved one."""
+    return Job("--db", str(db), "--engine", engine)
+
+
+def at(db: Path, pages: int) -> Callable[[], bool]:
+    """Ready once `pages` pages are stored; with 0, once the crawl row exists."""
+    if pages == 0:
+        return lambda: count(db, "SELECT count(*) FROM crawls") > 0
+    return lambda: pages_stored(db) >= pages
+
+
+def kill(job: Job, db: Path, pages: int, group: bool) -> None:
+    """SIGKILL the crawl (with `group`, its whole process group) once `pages` are stored: it and every
+    process it started are gone soon after, and the database it leaves is consistent."""
+    wait_for(at(db, pages), f"{pages} pages", job)
+    descendants = job.descendants()
+    job.signal(signal.SIGKILL, group)
+    assert job.wait(10) == -signal.SIGKILL
+    assert_gone(descendants)
+    assert_consistent(db)
+
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def interrupt(job: Job, db: Path, pages: int, signum: int, group: bool) -> float:
+    """SIGINT or SIGTERM once `pages` are stored: the crawl stops within seconds, says how to resume,
+    ends `interrupted` with the right exit code, and leaves no process behind; the time it took."""
+    wait_for(at(db, pages), f"{pages} pages", job)
+    descendants = job.descendants()
+    began = time.monotonic()
+    job.signal(signum, group)
+    code = job.wait(STOP_SECONDS + 30)
+    seconds = time.monotonic() - began
+    assert (code, seconds < STOP_SECONDS) == (EXIT_CODES[signum], True), (seconds, job.stderr)
+    assert "to resume" in job.stderr and "Traceback" not in job.stderr, job.stderr
+    assert query(db, "SELECT status FROM crawls") == [("interrupted",)]
+    assert_gone(descendants)
+    assert_consistent(db)
+    return seconds
+
+
+def finish(job: Job, db: Path, site: Site) -> None:
+    assert job.wait() == 0, job.stderr
+    assert_complete(db, site)
+
+
+# -- the tests ---------------------------------------------------------------------------------------------
+
+
+def test_killed_at_any_moment_resumes_to_every_page_exactly_once(site: Site, tmp_path: Path, engine: str) -> None:
+    """SIGKILL right after the crawl row appears, mid-crawl (the crawl process alone: its extraction
+    processes must die with it) and late (the whole group); each resume on the other engine. Each run
+    after a kill fetches again at most what was in flight or not yet committed."""
+    db, requests = tmp_path / "crawl.db", Requests(site)
+    job = start(site, db, engine)
+    kill(job, db, 0, group=True)
+    for run_engine, pages, group in ((other(engine), 300, False), (engine, 800, True)):
+        requests.run_ended()
+        job = resume(db, run_engine)
+        kill(job, db, pages, group)
+    requests.run_ended()
+    finish(resume(db, other(engine)), db, site)
+    requests.run_ended()
+    assert max(requests.repeats) <= KILL_REPEATS, requests.repeats
+
+
+def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(site: Site, tmp_path: Path, engine: str) -> None:
+    """SIGINT to the group (a terminal's Ctrl-C), SIGTERM to the crawl process (`kill`) and to the group
+    (a service manager), on alternating engines: in-flight requests finish, so nothing is fetched twice."""
+    db, requests = tmp_path / "crawl.db", Requests(site)
+    job = start(site, db, engine)
+    interrupt(job, db, 200, signal.SIGINT, group=True)
+    for run_engine, pages, signum, group in ((other(engine), 450, signal.SIGTERM, False),
+                                              (engine, 700, signal.SIGTERM, True)):
+        requests.run_ended()
+        job = resume(db, run_engine)
+        interrupt(job, db, pages, signum, group)
+    requests.run_ended()
+    finish(resume(db, other(engine)), db, site)
+    requests.run_ended()
+    assert requests.repeats == [0, 0, 0, 0]  # one count per run
+
+
+class Stalled:
+    """A page that answers only once released: a request to it stays in flight until then."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        stalled = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/robots.txt":
+                    stalled.release.wait(60)
+                body = b"<html><title>late</title></html>"
+                self.send_response(404 if self.path == "/robots.txt" else 200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stalled() -> Iterator[Stalled]:
+    server = Stalled()
+    yield server
+    server.close()
+
+
+def test_a_second_ctrl_c_stops_at_once(site: Site, stalled: Stalled, tmp_path: Path, engine: str) -> None:
+    """With a request that never ends, the first Ctrl-C waits for it (up to the grace period); the second
+    stops at once, still leaving a consistent database that resumes to a complete crawl."""
+    db = tmp_path / "crawl.db"
+    job = Job(site.url, stalled.url, "--engine", engine, "--db", str(db), *FAST)
+    wait_for(at(db, 200), "200 pages", job)
+    descendants = job.descendants()
+    job.signal(signal.SIGINT, group=True)
+    wait_for(lambda: "stopping" in job.stderr, "the stopping notice", job, timeout=STOP_SECONDS)
+    began = time.monotonic()
+    job.signal(signal.SIGINT, group=True)  # the crawl is still waiting for the stalled request
+    assert job.wait(HARD_STOP_SECONDS + 30) == 130 and time.monotonic() - began < HARD_STOP_SECONDS
+    assert "Traceback" not in job.stderr and "to resume" in job.stderr, job.stderr
+    assert_gone(descendants)
+    assert_consistent(db)
+    stalled.release.set()
+    assert resume(db, other(engine)).wait() == 0
+    urls = [url for (url,) in query(db, "SELECT url FROM pages")]
+    assert len(urls) == len(set(urls)) == PAGES + 1 and stalled.url in urls
+    assert query(db, "SELECT status FROM crawls") == [("finished",)]
+
+
+def test_a_locked_database_is_waited_for(site: Site, tmp_path: Path) -> None:
+    """Another process holding the SQLite write lock for 2 s (a user's sqlite3 session) makes the crawl
+    wait and retry: it loses no page, stores none twice, and finishes."""
+    db = tmp_path / "crawl.db"
+    job = start(site, db, "gevent")
+    wait_for(at(db, 200), "200 pages", job)
+    locker = sqlite3.connect(db, timeout=30, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    held = pages_stored(db)
+    release = threading.Timer(2.0, locker.execute, ("ROLLBACK",))
+    release.start()
+    release.join()
+    assert (pages_stored(db), job.proc.poll()) == (held, None)  # the lock held, the crawl waited
+    locker.close()
+    finish(job, db, site)
+
+
+def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:
+    """--max-pages counts across a kill and a resume; a finished crawl is never resumed."""
+    db = tmp_path / "crawl.db"
+    job = start(site, db, "gevent", "--max-pages", "400")
+    kill(job, db, 150, group=True)
+    assert resume(db, "threads").wait() == 0
+    assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(400, 400)]
+    assert query(db, "SELECT status FROM crawls") == [("finished",)]
+    again = resume(db, "gevent")
+    assert again.wait() == 2 and again.stderr.startswith("crawl: nothing to resume"), again.stderr
+
+
+# -- backpressure, in process ----------------------------------------------------------------------
+
+
+class StalledEngine:
+    """An engine whose work never finishes; it counts what it was given and stops the crawl after a while."""
+
+    name = "stalled"
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.polls = 0
+        self.stop: Stop | None = None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self.submitted += 1
+
+    def results(self, timeout: float) -> list[object]:
+        self.polls += 1
+        if self.polls >= 50 and self.stop is not None:
+            self.stop.signum = signal.SIGINT
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_work_handed_to_the_engine_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With many hosts and nothing finishing, the loop stops handing out work at the concurrency (plus
+    at most the scheduler's buffer): queues between the frontier and the engine don't grow."""
+    monkeypatch.setattr(crawl_module, "STOP_GRACE", 0.0)
+    settings = Settings(limits=Limits(concurrency=10, per_host=2), parse_workers=0, ignore_robots=True)
+    seeds = [f"http://h{i}.test/p{j}" for i in range(100) for j in range(5)]
+    with closing(open_store(str(tmp_path / "crawl.db"))) as store:
+        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+        engine = StalledEngine()
+        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "all", (), ()), engine)
+        engine.stop = crawl.stop
+        assert crawl.run(Progress(enabled=False)) == "interrupted"
+    assert engine.polls >= 50 and 10 <= engine.submitted <= 3 * 10

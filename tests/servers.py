@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import brotli
@@ -46,7 +47,7 @@ class Hit:
     """One request the server saw."""
 
     path: str  # with the query
-    at: float  # time.monotonic() when it arrived
+    at: float  # time.monotonic() when it arrived (a new connection's first request: when it was accepted)
     in_flight: int  # requests being handled at that moment, this one included
     port: int  # the client's port: one port = one (reused) connection
     agent: str = ""  # the User-Agent header
@@ -68,6 +69,7 @@ class AdversarialServer(ThreadingHTTPServer):
         self.max_in_flight = 0
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._accepted: dict[int, float] = {}  # client port -> accept time, until its first request
 
     @property
     def port(self) -> int:
@@ -88,7 +90,8 @@ class AdversarialServer(ThreadingHTTPServer):
     def hits(self, path: str) -> list[Hit]:
         """The requests for `path` (query included when `path` has one)."""
         with self._lock:
-            return [hit for hit in self.log if hit.path == path or ("?" not in path and hit.path.split("?")[0] == path)]
+            return [hit for hit in self.log
+                    if hit.path == path or ("?" not in path and hit.path.split("?")[0] == path)]
 
     def reset(self) -> None:
         """Forget the log and the per-route counters (/flaky, /429)."""
@@ -103,11 +106,17 @@ class AdversarialServer(ThreadingHTTPServer):
             self._counts[key] += 1
             return self._counts[key]
 
+    def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore
+        """Note the accept time: a loaded box takes a while to start the handler thread."""
+        self._accepted[client_address[1]] = time.monotonic()
+        super().process_request(request, client_address)
+
     def enter(self, path: str, port: int, agent: str = "") -> None:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.log.append(Hit(path, time.monotonic(), self.in_flight, port, agent))
+            at = self._accepted.pop(port, None) or time.monotonic()
+            self.log.append(Hit(path, at, self.in_flight, port, agent))
 
     def leave(self) -> None:
         with self._lock:
@@ -329,8 +338,7 @@ def _redirect_to(h: _Handler) -> None:
 
 def _encoded(h: _Handler) -> None:
     encoding = urlsplit(h.path).path.rsplit("/", 1)[1]
-    body = ENCODERS[encoding](OK_HTML)
-    _send(h, 200, body, [("Content-Encoding", encoding)])
+    _send(h, 200, ENCODERS[encoding](OK_HTML), [("Content-Encoding", encoding)])
 
 
 def _sleep(h: _Handler) -> None:
@@ -350,18 +358,11 @@ def _query(h: _Handler, name: str) -> str | None:
     return values[0] if values else None
 
 
-ENCODERS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": gzip.compress,
-    "deflate": zlib.compress,
-    "br": brotli.compress,
-}
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.compress, "deflate": zlib.compress,
+                                                  "br": brotli.compress}
 
-PREFIX_ROUTES: dict[str, Route] = {
-    "/redirect/": _redirect_chain,
-    "/encoded/": _encoded,
-    "/sleep/": _sleep,
-    "/status/": _status,
-}
+PREFIX_ROUTES: dict[str, Route] = {"/redirect/": _redirect_chain, "/encoded/": _encoded, "/sleep/": _sleep,
+                                   "/status/": _status}
 
 ROUTES: dict[str, Route] = {
     "/ok": _ok,

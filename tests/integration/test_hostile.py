@@ -103,8 +103,8 @@ def test_memory_of_the_whole_process_tree_stays_bounded(hostile: Run) -> None:
 # --- 3. retries -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "status", "hits"),
-                         [("/always-500", 500, 2), ("/404", 404, 1), ("/flaky?fails=1", 200, 2), ("/429?after=2", 200, 2)])
+@pytest.mark.parametrize(("path", "status", "hits"), [("/always-500", 500, 2), ("/404", 404, 1),
+                                                      ("/flaky?fails=1", 200, 2), ("/429?after=2", 200, 2)])
 def test_retries_on_5xx_and_429_but_not_other_4xx(hostile: Run, path: str, status: int, hits: int) -> None:
     row = hostile.page(hostile.servers["main"].url(path))
     assert (row["status"], row["error"]) == (status, None)
@@ -178,7 +178,8 @@ def test_titles_and_text_are_decoded_exactly(hostile: Run, path: str) -> None:
 # --- 8. non-HTML and broken HTML --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "kind", "body"), [("/doc.pdf", "application/pdf", PDF), ("/img.png", "image/png", PNG)])
+@pytest.mark.parametrize(("path", "kind", "body"),
+                         [("/doc.pdf", "application/pdf", PDF), ("/img.png", "image/png", PNG)])
 def test_non_html_gets_a_row_with_type_and_length_and_is_not_parsed(hostile: Run, path: str, kind: str,
                                                                     body: bytes) -> None:
     row = hostile.page(hostile.servers["main"].url(path))

@@ -59,14 +59,15 @@ def robots(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
             serve() as smoved, serve() as trap:
         trap.mount("/robots.txt", static(b"User-agent: *\nDisallow: /\n", content_type=TEXT))
         smoved.mount("/real-robots.txt", static(b"User-agent: *\nDisallow: /p\n", content_type=TEXT))
-        seeds = plain(s500, ["/p"], static(b"oops", 500)) + plain(s404, ["/p"]) + plain(shang, ["/p"], "/hang")
+        seeds = plain(s500, ["/p"], static(b"oops", 500)) + plain(s404, ["/p"])
+        seeds += plain(shang, ["/p"], "/hang")
         seeds += plain(shuge, ["/p"], "/huge-chunked")
         seeds += plain(sprivate, ["/p"], redirect(f"http://localhost:{trap.port}/robots.txt"))
         seeds += plain(smoved, ["/p"], redirect("/real-robots.txt"))
         run = crawl(tmp_path_factory.mktemp("robots") / "crawl.db", engine, seeds, "--timeout", "1",
                     "--retries", "0", "--per-host", "8", "--parse-workers", "0", "--max-bytes", str(2**20))
-    run.servers = {"500": s500, "404": s404, "hang": shang, "huge": shuge, "private": sprivate, "moved": smoved,
-                   "trap": trap}
+    run.servers = {"500": s500, "404": s404, "hang": shang, "huge": shuge, "private": sprivate,
+                   "moved": smoved, "trap": trap}
     yield run
 
 
@@ -123,7 +124,8 @@ def test_robots_5xx_disallows_all_with_a_reason(robots: Run) -> None:
     assert paths(server) == ["/robots.txt"]
 
 
-@pytest.mark.parametrize(("name", "why"), [("hang", "timeout"), ("huge", f"too large: more than {2**20} bytes")])
+@pytest.mark.parametrize(("name", "why"),
+                         [("hang", "timeout"), ("huge", f"too large: more than {2**20} bytes")])
 def test_robots_unreachable_disallows_all_with_a_reason(robots: Run, name: str, why: str) -> None:
     """robots.txt gets the deadline and the byte cap of pages; failing them means disallow all."""
     server = robots.servers[name]

@@ -2,7 +2,8 @@
 
 `extract` runs in extraction processes (a multiprocessing Pool): it is top-level, takes and returns plain
 picklable values, and never raises. Bytes are decoded by crawler.charset (WHATWG order) and the str is
-parsed once by BeautifulSoup's "lxml" tree builder (libxml2); one walk over the tree collects the tags.
+parsed once by BeautifulSoup with a lean subclass of its "lxml" tree builder (libxml2), HTMLBuilder,
+which also collects the tags extraction reads while it builds the tree.
 
 What a reader of the page would call its parts:
 - title: the first <title> outside <svg>, whitespace-collapsed; None when missing or blank.
@@ -85,15 +86,23 @@ class HTMLBuilder(LXMLTreeBuilder):
     copies and a prefix lookup per tag and per attribute) has nothing to do: the tag and its attributes
     go straight to the soup. A string of whitespace alone (the indentation between tags) is dropped
     before it becomes a node: every field collapses whitespace and joins strings with a space anyway,
-    so the fields are the same, and the tree has fewer nodes to build and walk.
+    so the fields are the same, and the tree has fewer nodes to build and walk. On the way it collects
+    the tags extraction reads (`tags`: by name, in document order; <area> counts as "a").
     """
+
+    def __init__(self) -> None:
+        super().__init__(multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
+        self.tags: dict[str, list[Tag]] = {}
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = []
-        soup.handle_starttag(tag, None, None, dict(attrib), namespaces=self.active_namespace_prefixes[-1])
+        attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
+        element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
+        if tag in _WANTED and element is not None:
+            self.tags.setdefault("a" if tag == "area" else tag, []).append(element)
 
     def end(self, tag: str) -> None:  # type: ignore[override]
         soup = self.soup
@@ -113,7 +122,7 @@ def _blank(chunks: list[str]) -> bool:
 
 def parse(text: str) -> BeautifulSoup:
     """Parse decoded HTML with the lxml tree builder, silencing bs4's warnings about odd input."""
-    builder = HTMLBuilder(multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
+    builder = HTMLBuilder()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)  # a body like "http://x" or "a.html"
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # an RSS feed or sitemap served as text/html
@@ -121,22 +130,13 @@ def parse(text: str) -> BeautifulSoup:
 
 
 def _fill(page: Page, url: str, soup: BeautifulSoup) -> None:
-    tags = _tags_by_name(soup)
+    tags = soup.builder.tags if isinstance(soup.builder, HTMLBuilder) else {}
     page.title = _title(tags.get("title", []))
     page.description = _description(tags.get("meta", []))
     bodies = tags.get("body")
     page.text = _collapse(bodies[0].get_text(" ")) if bodies else ""
     anchors = _outside_templates(tags.get("a", [])) if "template" in tags else tags.get("a", [])
     page.links = _links(_base_url(url, tags.get("base", [])), anchors)
-
-
-def _tags_by_name(soup: BeautifulSoup) -> dict[str, list[Tag]]:
-    """The tags extraction needs, by name in document order (<area> counts as "a"), in one walk."""
-    found: dict[str, list[Tag]] = {}
-    for element in soup.descendants:
-        if isinstance(element, Tag) and element.name in _WANTED:
-            found.setdefault("a" if element.name == "area" else element.name, []).append(element)
-    return found
 
 
 def _title(titles: list[Tag]) -> str | None:

@@ -2,9 +2,10 @@
 
 It stores what `crawl` stores for an HTML page, into SQLite: title, meta description (else
 og:description), the visible text of <body> (no script, style, template or noscript), whitespace-collapsed,
-and every distinct link with its anchor text. Extraction is parsel (lxml) XPath; links come from Scrapy's
-LinkExtractor (unique, absolute, http(s) only), and the in-scope ones are followed (allowed_domains).
-Writes are batched: one executemany per table and one transaction per 500 pages, in WAL mode.
+and every distinct link (absolute, http(s), fragment dropped) with its anchor text (else the alt of its
+image, aria-label or title), as `crawl` defines them. Extraction is parsel (lxml) XPath; the in-scope
+links are followed (allowed_domains; Scrapy's dupefilter skips repeats). Writes are batched: one
+executemany per table and one transaction per 500 pages, in WAL mode.
 
 Settings are Scrapy's defaults except: the concurrency (total and per domain), robots.txt obeyed, the
 download timeout and user agent set to `crawl`'s, the telnet console off (it only opens a port) and the
@@ -19,12 +20,12 @@ import argparse
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urldefrag, urlsplit
 
 import scrapy
 from scrapy.crawler import CrawlerProcess
 from scrapy.http import HtmlResponse, Response
-from scrapy.linkextractors import LinkExtractor
+from scrapy.selector import Selector
 
 BATCH = 500
 SCHEMA = """
@@ -91,22 +92,38 @@ class SiteSpider(scrapy.Spider):
         super().__init__(**kwargs)
         self.start_urls = [url]
         self.allowed_domains = [urlsplit(url).hostname or ""]
-        self.link_extractor = LinkExtractor()
 
     def parse(self, response: Response) -> Iterator[Any]:
         if not isinstance(response, HtmlResponse):
             return
-        links = self.link_extractor.extract_links(response)
+        links = self.links(response)
         yield {
             "url": response.url,
             "status": response.status,
             "title": collapse(response.xpath("//title/text()").get()) or None,
             "description": self.description(response),
             "text": collapse(" ".join(response.xpath(TEXT_XPATH).getall())),
-            "links": [(link.url, collapse(link.text)) for link in links],
+            "links": list(links.items()),
         }
-        for link in links:
-            yield response.follow(link.url, callback=self.parse)
+        for url in links:
+            yield scrapy.Request(url, callback=self.parse)
+
+    @staticmethod
+    def links(response: Response) -> dict[str, str]:
+        """Distinct http(s) link URLs without fragment -> the first non-empty anchor text."""
+        found: dict[str, str] = {}
+        for a in response.xpath("//a[@href] | //area[@href]"):
+            url = urldefrag(response.urljoin(a.attrib["href"].strip()))[0]
+            if url.startswith(("http://", "https://")) and not found.get(url):
+                found[url] = collapse(a.xpath("string()").get()) or SiteSpider.fallback_anchor(a)
+        return found
+
+    @staticmethod
+    def fallback_anchor(a: Selector) -> str:
+        for xpath in ("@alt", ".//img/@alt", "@aria-label", "@title"):
+            if value := collapse(a.xpath(xpath).get()):
+                return value
+        return ""
 
     @staticmethod
     def description(response: Response) -> str | None:

@@ -6,18 +6,15 @@ saved with their discovered links and frontier transitions in one transaction.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
-from multiprocessing.pool import Pool
 from typing import Any
 
 from crawler.fetch.guard import AddressGuard
 from crawler.frontier.sql import SqlFrontier
 from crawler.politeness import Politeness
+from crawler.pool import start_extraction, stop_pool
 from crawler.progress import Progress
 from crawler.records import Outcome, Response
 from crawler.scheduler import HostBudget, Scheduler
@@ -25,13 +22,12 @@ from crawler.settings import Settings
 from crawler.stop import Stop
 from crawler.store import Store
 from crawler.urls import Scope, host_of, trap_reason
-from crawler.worker import RobotsResult, Worker, start_pool
+from crawler.worker import RobotsResult, Worker
 
 BATCH_SIZE = 200  # outcomes per write transaction
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
 SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
-POOL_STOP_SECONDS = 2.0  # bound on each step of stopping the extraction processes
 
 
 @dataclass
@@ -43,34 +39,6 @@ class Tally:
 
     def rate(self) -> float:
         return self.pages / max(time.monotonic() - self.started, 1e-9)
-
-
-def start_extraction(workers: int) -> Pool | None:
-    """The extraction pool, its processes born with SIGINT and SIGTERM blocked: Ctrl-C goes to the whole
-    process group, and it is the crawl's to handle, also while they are still starting up (no tracebacks);
-    the crawl ends them itself (stop_pool), and the kernel does if the crawl dies (PR_SET_PDEATHSIG)."""
-    if workers <= 0:
-        return None
-    resource_tracker.ensure_running()  # its start unblocks both signals: do it before blocking them
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        return start_pool(workers)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def stop_pool(pool: Pool, timeout: float = POOL_STOP_SECONDS) -> None:
-    """End the extraction processes in bounded time. They ignore SIGTERM (see worker.die_with_parent),
-    and Pool.terminate can hang for good once a worker is gone while holding the task queue's lock,
-    so: terminate in a daemon thread (it stops the pool's threads, so no worker is replaced), then
-    SIGKILL the processes; a terminate still stuck is left behind."""
-    threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True).start()
-    pool._worker_handler.join(timeout)  # type: ignore[attr-defined]  # no public handle on these
-    processes = list(pool._pool)  # type: ignore[attr-defined]
-    for process in processes:
-        process.kill()
-    for process in processes:
-        process.join(timeout)
 
 
 class Crawl:

@@ -66,6 +66,7 @@ class TitleString(NavigableString):
 # that is what leaves script, style, template, rt/rp, noscript and title out of the text, for free.
 _STRING_CONTAINERS = {**HTMLTreeBuilder.DEFAULT_STRING_CONTAINERS, "noscript": NoscriptString, "title": TitleString}
 _ANCHOR_STRINGS = (NavigableString, CData, NoscriptString)
+_KEPT = _WANTED | {"img", "svg"} | set(_STRING_CONTAINERS)  # the tags HTMLBuilder builds
 
 
 def extract(url: str, body: bytes, content_type: str | None) -> Page:
@@ -73,21 +74,25 @@ def extract(url: str, body: bytes, content_type: str | None) -> Page:
     page = Page(content_hash=hashlib.sha1(body).hexdigest())
     try:
         text, page.encoding = decode_html(body, content_type)
-        _fill(page, url, parse(text))
+        fill(page, url, tags_of(parse(text)))
     except Exception:  # noqa: BLE001 - hostile markup must not kill an extraction process
         _log.exception("extraction failed for %s", url)
     return page
 
 
 class HTMLBuilder(LXMLTreeBuilder):
-    """bs4's lxml tree builder, leaner per tag for HTML, and without whitespace-only strings.
+    """bs4's lxml tree builder, building only what extraction reads: a narrower parse, the same fields.
 
-    lxml's HTML parser reports no namespaces, so the XML builder's namespace bookkeeping (two dict
-    copies and a prefix lookup per tag and per attribute) has nothing to do: the tag and its attributes
-    go straight to the soup. A string of whitespace alone (the indentation between tags) is dropped
-    before it becomes a node: every field collapses whitespace and joins strings with a space anyway,
-    so the fields are the same, and the tree has fewer nodes to build and walk. On the way it collects
-    the tags extraction reads (`tags`: by name, in document order; <area> counts as "a").
+    Most of a page's tags (div, p, li, span, em, h1...) only separate strings: extraction reads their
+    text, joined by a space, never the tags. They become just that, a boundary between two strings, and
+    their strings go to the nearest tag that is built. Built are the tags extraction reads (`_KEPT`):
+    title, meta, base, body, a/area and the img inside, svg and template (ancestors that matter), and
+    the tags whose strings are not text (script, style, noscript, rt...). So body.get_text(" ") and an
+    anchor's text give the same strings in the same order as over the full tree.
+    Also: lxml's HTML parser reports no namespaces, so the XML builder's namespace bookkeeping is
+    skipped; and a string of whitespace alone is dropped (every field collapses whitespace anyway).
+    On the way it collects the tags extraction reads (`tags`: by name, in document order; <area>
+    counts as "a").
     """
 
     def __init__(self) -> None:
@@ -99,6 +104,9 @@ class HTMLBuilder(LXMLTreeBuilder):
         assert soup is not None
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = []
+        if tag not in _KEPT:
+            soup.endData()  # a boundary between strings, as the tag was
+            return
         attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
         element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
         if tag in _WANTED and element is not None:
@@ -110,7 +118,8 @@ class HTMLBuilder(LXMLTreeBuilder):
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = []
         soup.endData()
-        soup.handle_endtag(tag, None)
+        if tag in _KEPT:
+            soup.handle_endtag(tag, None)
 
     def data(self, data: str) -> None:  # type: ignore[override]
         self.soup.current_data.append(data)  # type: ignore[union-attr]  (what soup.handle_data does)
@@ -129,8 +138,13 @@ def parse(text: str) -> BeautifulSoup:
         return BeautifulSoup(text, builder=builder)
 
 
-def _fill(page: Page, url: str, soup: BeautifulSoup) -> None:
-    tags = soup.builder.tags if isinstance(soup.builder, HTMLBuilder) else {}
+def tags_of(soup: BeautifulSoup) -> dict[str, list[Tag]]:
+    """The tags HTMLBuilder collected while it built `soup` (see its docstring)."""
+    return soup.builder.tags if isinstance(soup.builder, HTMLBuilder) else {}
+
+
+def fill(page: Page, url: str, tags: dict[str, list[Tag]]) -> None:
+    """Set the page's fields from its tags by name (<area> as "a"), in document order."""
     page.title = _title(tags.get("title", []))
     page.description = _description(tags.get("meta", []))
     bodies = tags.get("body")

@@ -53,7 +53,8 @@ MIGRATIONS = next(
     p for p in (Path(__file__).resolve().parent / "migrations", Path(__file__).resolve().parent.parent / "migrations")
     if p.is_dir()
 )
-BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock
+BUSY_TIMEOUT = 1.0  # seconds SQLite itself waits for a lock; longer waits are run_write's retries, which
+# sleep in Python: signals are handled and (under gevent) the other greenlets keep running meanwhile
 LOCK_WAIT = 300.0  # seconds in total a write keeps retrying a locked database
 WRITE = "crawler_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 LOCK_WAIT_OPTION = "crawler_lock_wait"
@@ -98,7 +99,7 @@ def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
             if time.monotonic() + delay > deadline:
                 raise StoreError(f"database is locked by another process (waited {lock_wait:g} s)") from None
         time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, 1.0)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -217,6 +218,10 @@ class Store:
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         return run_write(self.engine, fn)
+
+    def hurried(self, lock_wait: float) -> Store:
+        """This store, waiting at most `lock_wait` seconds for a locked database (on the way out)."""
+        return Store(self._base, lock_wait)
 
     def frontier(self, crawl_id: int) -> SqlFrontier:
         """The crawl's SqlFrontier, on this store's engine."""

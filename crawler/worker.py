@@ -55,8 +55,6 @@ class RobotsResult:
 def die_with_parent() -> None:
     """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # so is a SIGTERM sent to the whole process group:
-    # the crawl winds down with its extractions finishing, then kills us (crawler.crawl.stop_pool)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):

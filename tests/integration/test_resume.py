@@ -210,17 +210,19 @@ def resume(db: Path, engine: str) -> Job:
     return Job("--db", str(db), "--engine", engine)
 
 
-def at(db: Path, pages: int) -> Callable[[], bool]:
-    """Ready once `pages` pages are stored; with 0, once the crawl row exists."""
-    if pages == 0:
+def stored_more(db: Path, more: int) -> Callable[[], bool]:
+    """Ready once the next run has stored `more` pages (0: once the crawl row exists). Call it before the
+    run starts: then a signal always finds the run past its start-up, with its handlers in place."""
+    if more == 0:
         return lambda: count(db, "SELECT count(*) FROM crawls") > 0
-    return lambda: pages_stored(db) >= pages
+    target = pages_stored(db) + more
+    return lambda: pages_stored(db) >= target
 
 
-def kill(job: Job, db: Path, pages: int, group: bool) -> None:
-    """SIGKILL the crawl (with `group`, its whole process group) once `pages` are stored: it and every
-    process it started are gone soon after, and the database it leaves is consistent."""
-    wait_for(at(db, pages), f"{pages} pages", job)
+def kill(job: Job, db: Path, ready: Callable[[], bool], group: bool) -> None:
+    """SIGKILL the crawl (with `group`, its whole process group) once `ready`: it and every process it
+    started are gone soon after, and the database it leaves is consistent."""
+    wait_for(ready, "the moment to kill", job)
     descendants = job.descendants()
     job.signal(signal.SIGKILL, group)
     assert job.wait(10) == -signal.SIGKILL
@@ -231,10 +233,10 @@ def kill(job: Job, db: Path, pages: int, group: bool) -> None:
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def interrupt(job: Job, db: Path, pages: int, signum: int, group: bool) -> float:
-    """SIGINT or SIGTERM once `pages` are stored: the crawl stops within seconds, says how to resume,
-    ends `interrupted` with the right exit code, and leaves no process behind; the time it took."""
-    wait_for(at(db, pages), f"{pages} pages", job)
+def interrupt(job: Job, db: Path, ready: Callable[[], bool], signum: int, group: bool) -> float:
+    """SIGINT or SIGTERM once `ready`: the crawl stops within seconds, says how to resume, ends
+    `interrupted` with the right exit code, and leaves no process behind; the time it took."""
+    wait_for(ready, "the moment to stop", job)
     descendants = job.descendants()
     began = time.monotonic()
     job.signal(signum, group)
@@ -256,12 +258,12 @@ def finish(job: Job, db: Path, site: Site, pages: int = PAGES) -> None:
 # -- the tests ---------------------------------------------------------------------------------------------
 
 
-KILLS = [  # (engine, pages stored when killed (0: as soon as the crawl row exists), the whole group?)
+KILLS = [  # (engine, pages the run stores before its SIGKILL (0: none, once the crawl row exists), group?)
     ("gevent", 0, True),  # right after start: the seeds are queued in the same transaction as the crawl row
     ("threads", 250, False),  # the crawl process alone: its extraction processes must die with it
-    ("gevent", 450, False),
-    ("threads", 650, True),
-    ("gevent", 850, True),  # late
+    ("gevent", 200, False),
+    ("threads", 200, True),
+    ("gevent", 150, True),  # late
 ]
 
 
@@ -270,23 +272,22 @@ def test_killed_at_any_moment_resumes_to_every_page_exactly_once(site: Site, tmp
     with every page once, and each run fetches again only what the killed one had in flight or had not
     yet committed."""
     db, requests = tmp_path / "crawl.db", Requests(site)
-    job = start(site, db, KILLS[0][0])
-    for i, (_, pages, group) in enumerate(KILLS):
-        kill(job, db, pages, group)
+    for i, (engine, more, group) in enumerate(KILLS):
+        ready = stored_more(db, more)
+        kill(start(site, db, engine) if i == 0 else resume(db, engine), db, ready, group)
         requests.run_ended()
-        job = resume(db, KILLS[i + 1][0] if i + 1 < len(KILLS) else "threads")
-    finish(job, db, site)
+    finish(resume(db, "threads"), db, site)
     requests.run_ended()
     assert max(requests.repeats) <= KILL_REPEATS, requests.repeats
 
 
-STOPS = [  # (engine, pages stored when stopped, signal, to the whole group?)
-    ("gevent", 150, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
-    ("threads", 300, signal.SIGINT, True),
-    ("gevent", 450, signal.SIGTERM, False),  # `kill PID`
-    ("threads", 600, signal.SIGTERM, False),
-    ("gevent", 750, signal.SIGTERM, True),  # a service manager stopping the whole group
-    ("threads", 900, signal.SIGTERM, True),
+STOPS = [  # (engine, pages the run stores before the signal, the signal, to the whole group?)
+    ("gevent", 80, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
+    ("threads", 80, signal.SIGINT, True),
+    ("gevent", 80, signal.SIGTERM, False),  # `kill PID`
+    ("threads", 80, signal.SIGTERM, False),
+    ("gevent", 80, signal.SIGTERM, True),  # a service manager stopping the whole group
+    ("threads", 80, signal.SIGTERM, True),
 ]
 
 
@@ -294,12 +295,11 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(site: Site, tmp_path:
     """SIGINT and SIGTERM, to the crawl process or its group, on both engines: each stops within seconds
     with its exit code and the resume hint; in-flight requests finish, so nothing is fetched twice."""
     db, requests = tmp_path / "crawl.db", Requests(site)
-    job = start(site, db, STOPS[0][0])
-    for i, (_, pages, signum, group) in enumerate(STOPS):
-        interrupt(job, db, pages, signum, group)
+    for i, (engine, more, signum, group) in enumerate(STOPS):
+        ready = stored_more(db, more)
+        interrupt(start(site, db, engine) if i == 0 else resume(db, engine), db, ready, signum, group)
         requests.run_ended()
-        job = resume(db, STOPS[i + 1][0] if i + 1 < len(STOPS) else "gevent")
-    finish(job, db, site)
+    finish(resume(db, "gevent"), db, site)
     requests.run_ended()
     assert requests.repeats == [0] * (len(STOPS) + 1)  # one count per run
 
@@ -353,8 +353,9 @@ def test_a_second_ctrl_c_stops_at_once(small_site: Site, stalled: Stalled, tmp_p
     """With a request that never ends, the first Ctrl-C waits for it (up to the grace period); the second
     stops at once, still leaving a consistent database that resumes to a complete crawl."""
     db = tmp_path / "crawl.db"
+    ready = stored_more(db, 50)
     job = Job(small_site.url, stalled.url, "--engine", engine, "--db", str(db), *FAST)
-    wait_for(at(db, 50), "50 pages", job)
+    wait_for(ready, "50 pages", job)
     descendants = job.descendants()
     job.signal(signal.SIGINT, group=True)
     wait_for(lambda: "stopping" in job.stderr, "the stopping notice", job, timeout=STOP_SECONDS)
@@ -375,8 +376,9 @@ def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> No
     """Another process holding the SQLite write lock for 2 s (a user's sqlite3 session) makes the crawl
     wait and retry: it loses no page, stores none twice, and finishes."""
     db = tmp_path / "crawl.db"
+    ready = stored_more(db, 50)
     job = start(small_site, db, "gevent")
-    wait_for(at(db, 50), "50 pages", job)
+    wait_for(ready, "50 pages", job)
     locker = sqlite3.connect(db, timeout=30, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN EXCLUSIVE")
     held = pages_stored(db)
@@ -391,8 +393,8 @@ def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> No
 def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:
     """--max-pages counts across a kill and a resume; a finished crawl is never resumed."""
     db = tmp_path / "crawl.db"
-    job = start(site, db, "gevent", "--max-pages", "300")
-    kill(job, db, 100, group=True)
+    ready = stored_more(db, 100)
+    kill(start(site, db, "gevent", "--max-pages", "300"), db, ready, group=True)
     assert resume(db, "threads").wait() == 0
     assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(300, 300)]
     assert query(db, "SELECT status FROM crawls") == [("finished",)]

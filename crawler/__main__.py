@@ -8,6 +8,7 @@ which multiprocessing's Pool needs (see STYLE.md: the full patch hangs the pool)
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 NO_GEVENT_NOTICE = "crawl: gevent is not available; using --engine threads"
@@ -57,8 +58,18 @@ def patch_gevent() -> bool:
     return True
 
 
+def stop_before_start(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM while `crawl` is still importing (a second or more): nothing is written yet, so it
+    ends at once with 130/143 and no traceback. crawler.stop takes over when the crawl starts."""
+    os.write(2, b"crawl: stopped\n")
+    os._exit(128 + signum)
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if not (argv and argv[0] in ("sql", "stats", "bench")):  # those keep Python's KeyboardInterrupt
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop_before_start)
     if wants_gevent(argv) and not patch_gevent():
         print(NO_GEVENT_NOTICE, file=sys.stderr)
         os.environ["CRAWL_ENGINE"] = "threads"

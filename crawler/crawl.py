@@ -6,6 +6,7 @@ saved with their discovered links and frontier transitions in one transaction.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from crawler.records import Outcome, Response
 from crawler.scheduler import HostBudget, Scheduler
 from crawler.settings import Settings
 from crawler.stop import Stop
-from crawler.store import Store
+from crawler.store import Store, StoreError
 from crawler.urls import Scope, host_of, trap_reason
 from crawler.worker import RobotsResult, Worker
 
@@ -78,7 +79,11 @@ class Crawl:
         self.progress = progress
         try:
             with self.stop.installed():
-                self._loop()
+                try:
+                    self._loop()
+                except StoreError:
+                    if self.stop_signal is None:
+                        raise  # (stopping: a locked database is not waited for, see _last_save)
                 if self.stop_signal is None:
                     return "finished"
                 self._wind_down()
@@ -220,7 +225,16 @@ class Crawl:
         deadline = time.monotonic() + STOP_GRACE
         while self.in_flight and time.monotonic() < deadline:
             self._collect(0.1)
-        self.flush()
+        self._last_save()
+
+    def _last_save(self) -> None:
+        """Save what arrived. A locked database is not waited for (runner.py makes the store give up
+        once a stop is asked for): what is not saved stays claimed, and is fetched again on resume."""
+        try:
+            self.flush()
+        except StoreError as error:
+            print(f"crawl: {len(self.batch)} pages not saved ({error}); a resume fetches them again",
+                  file=sys.stderr)
 
     def close(self) -> None:
         """Stop the engine and the extraction processes, in bounded time; safe to call twice."""

@@ -84,7 +84,7 @@ class HTMLBuilder(LXMLTreeBuilder):
     """bs4's lxml tree builder, building only what extraction reads: a narrower parse, the same fields.
 
     Most of a page's tags (div, p, li, span, em, h1...) only separate strings: extraction reads their
-    text, joined by a space, never the tags. They become just that, a boundary between two strings, and
+    text, joined by a space, never the tags. They become just that, a space between two strings, and
     their strings go to the nearest tag that is built. Built are the tags extraction reads (`_KEPT`):
     title, meta, base, body, a/area and the img inside, svg and template (ancestors that matter), and
     the tags whose strings are not text (script, style, noscript, rt...). So body.get_text(" ") and an
@@ -105,7 +105,7 @@ class HTMLBuilder(LXMLTreeBuilder):
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = []
         if tag not in _KEPT:
-            soup.endData()  # a boundary between strings, as the tag was
+            self._boundary(soup)
             return
         attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
         element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
@@ -115,11 +115,20 @@ class HTMLBuilder(LXMLTreeBuilder):
     def end(self, tag: str) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
+        if tag not in _KEPT:
+            self._boundary(soup)
+            return
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = []
         soup.endData()
-        if tag in _KEPT:
-            soup.handle_endtag(tag, None)
+        soup.handle_endtag(tag, None)
+
+    @staticmethod
+    def _boundary(soup: BeautifulSoup) -> None:
+        """Where a tag that is not built was: the strings on both sides go on as one, joined by a space
+        (what get_text(" ") would put between them), so the text is the same and takes one node."""
+        if soup.current_data:
+            soup.current_data.append(" ")
 
     def data(self, data: str) -> None:  # type: ignore[override]
         self.soup.current_data.append(data)  # type: ignore[union-attr]  (what soup.handle_data does)

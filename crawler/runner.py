@@ -1,7 +1,8 @@
 """The runner: one crawl's life — open the store, start or resume, build the engine, crawl, record the end.
 
 This is the library call behind `crawl [SEEDS]`: the CLI turns options into Settings and calls `start`
-or `resume`; everything it prints is a one-line summary or a one-line error.
+or `resume`; everything it prints is a one-line summary or a one-line error. Both handle SIGINT and
+SIGTERM from their first line (crawler.stop) and expect the process to exit when they return.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from crawler.progress import Progress
 from crawler.schema import INTERRUPTED
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
-from crawler.store import Store, open_store
+from crawler.store import Store, StoreError, open_store
 from crawler.urls import Scope
 
 
@@ -53,7 +54,7 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     """
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
     with Stop().installed(exiting=True) as stop:
-        store = open_store(settings.db)
+        store = open_store(settings.db).impatient(stop.requested)
         try:
             crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)  # one transaction
             return _run(settings, store, crawl_id, scope, stop)
@@ -67,7 +68,7 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
     Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done.
     """
     with Stop().installed(exiting=True) as stop:
-        store = open_store(db)
+        store = open_store(db).impatient(stop.requested)
         try:
             latest = store.latest_unfinished()
             if latest is None:
@@ -104,9 +105,19 @@ def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope, stop: St
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
         status = INTERRUPTED
-    store.finish_crawl(crawl_id, status)
+    _record_end(store, crawl_id, status)
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
+
+
+def _record_end(store: Store, crawl_id: int, status: str) -> None:
+    """The crawl's status at its end. An interrupted crawl whose database is locked stays `running`,
+    which resumes the same: the stop is not held up by the lock."""
+    try:
+        store.finish_crawl(crawl_id, status)
+    except StoreError:
+        if status != INTERRUPTED:
+            raise
 
 
 def _abandon(crawl: Crawl | None, engine: object) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,9 @@ class Stop:
         self.signum: int | None = None
         self.hard = False
         self._installed = False
+
+    def requested(self) -> bool:
+        return self.signum is not None
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +89,6 @@ def ignore_signals() -> None:
 
 
 def hard_exit(code: int) -> None:
-    """End the process now, from any thread. Safe for the data (see the module docstring)."""
-    sys.stderr.write("crawl: stopped at once; run `crawl` with the same --db to resume\n")
-    sys.stderr.flush()
+    """End the process now, from a handler or any thread. Safe for the data (see the module docstring)."""
+    os.write(2, b"crawl: stopped at once; run `crawl` with the same --db to resume\n")
     os._exit(code)

@@ -58,6 +58,7 @@ BUSY_TIMEOUT = 1.0  # seconds SQLite itself waits for a lock; longer waits are r
 LOCK_WAIT = 300.0  # seconds in total a write keeps retrying a locked database
 WRITE = "crawler_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 LOCK_WAIT_OPTION = "crawler_lock_wait"
+GIVE_UP_OPTION = "crawler_give_up"  # a callable: when true, a write stops waiting for a lock
 
 
 class StoreError(Exception):
@@ -86,8 +87,9 @@ def is_locked(error: BaseException) -> bool:
 
 def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
     """Run `fn` in one write transaction; retry it while SQLite reports a lock, up to the lock wait."""
-    lock_wait = engine.get_execution_options().get(LOCK_WAIT_OPTION, LOCK_WAIT)
-    deadline, delay = time.monotonic() + lock_wait, 0.05
+    options = engine.get_execution_options()
+    lock_wait, give_up = options.get(LOCK_WAIT_OPTION, LOCK_WAIT), options.get(GIVE_UP_OPTION)
+    began, delay = time.monotonic(), 0.05
     writer = engine.execution_options(**{WRITE: True})
     while True:
         try:
@@ -96,8 +98,9 @@ def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
         except DBAPIError as e:
             if not is_locked(e):
                 raise StoreError(f"database error: {first_line(e)}") from e
-            if time.monotonic() + delay > deadline:
-                raise StoreError(f"database is locked by another process (waited {lock_wait:g} s)") from None
+            waited = time.monotonic() - began
+            if waited + delay > lock_wait or (give_up and give_up()):
+                raise StoreError(f"database is locked by another process (waited {waited:.1f} s)") from None
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 
@@ -203,9 +206,11 @@ def now() -> dt.datetime:
 class Store:
     """Crawls, their pages and their frontier, in one database. Methods are safe to call from threads."""
 
-    def __init__(self, engine: Engine, lock_wait: float = LOCK_WAIT) -> None:
-        self._base = engine
-        self.engine = engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait})
+    def __init__(
+        self, engine: Engine, lock_wait: float = LOCK_WAIT, give_up: Callable[[], bool] | None = None
+    ) -> None:
+        self._base, self._lock_wait = engine, lock_wait
+        self.engine = engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait, GIVE_UP_OPTION: give_up})
 
     def __enter__(self) -> Self:
         return self
@@ -219,9 +224,9 @@ class Store:
     def write(self, fn: Callable[[Connection], T]) -> T:
         return run_write(self.engine, fn)
 
-    def hurried(self, lock_wait: float) -> Store:
-        """This store, waiting at most `lock_wait` seconds for a locked database (on the way out)."""
-        return Store(self._base, lock_wait)
+    def impatient(self, give_up: Callable[[], bool]) -> Store:
+        """This store, waiting no longer for a locked database once `give_up()` (a crawl stopping)."""
+        return Store(self._base, self._lock_wait, give_up)
 
     def frontier(self, crawl_id: int) -> SqlFrontier:
         """The crawl's SqlFrontier, on this store's engine."""
@@ -368,13 +373,7 @@ def mark_redirects_done(conn: Connection, crawl_id: int, outcomes: list[Outcome]
     if not targets:
         return
     rows = [
-        {
-            "crawl_id": crawl_id,
-            "url": url,
-            "host": host_of(url),
-            "depth": depth,
-            "state": DONE,
-        }
+        {"crawl_id": crawl_id, "url": url, "host": host_of(url), "depth": depth, "state": DONE}
         for url, depth in targets.items()
     ]
     conn.execute(insert_ignore(conn.dialect.name, frontier), rows)

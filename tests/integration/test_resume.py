@@ -9,25 +9,28 @@ is checked to fetch again only what the stopped run had in flight.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import ROOT, Site
+from conftest import Site
+from crawl_jobs import (
+    Job,
+    Requests,
+    Stalled,
+    assert_consistent,
+    assert_gone,
+    count,
+    pages_stored,
+    query,
+    seconds_until,
+    wait_for,
+)
 
 import crawler.crawl as crawl_module
 from crawler.crawl import Crawl
@@ -44,105 +47,11 @@ SMALL = 300  # pages of the site for the tests that need no request counts
 CONCURRENCY = 20
 FAST = ("--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY), "--parse-workers", "2", "--quiet")
 # Fetched again after a SIGKILL: the requests in flight (at most CONCURRENCY) and the pages fetched but not
-# yet committed (the write batch: at most BATCH_SECONDS of fetching, far less on this single-host site).
+# yet committed (the write batch: at most BATCH_SECONDS of fetching; far less on this single-host site).
 KILL_REPEATS = 2 * CONCURRENCY
 STOP_SECONDS = 10.0  # SIGINT/SIGTERM to exit: wind-down (in-flight requests get up to 5 s) and cleanup
 HARD_STOP_SECONDS = 5.0  # a second SIGINT to exit
-POLL = 0.02
-ROBOTS = "/robots.txt"  # fetched once by every run, by design
-
-
-# -- the crawl as a job --------------------------------------------------------------------------------
-
-
-class Job:
-    """`python -m crawler ARGS` in a session of its own; stderr is collected by a thread."""
-
-    def __init__(self, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "crawler", *args], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-                                     start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        with self.proc.stderr:  # closed at EOF: when the crawl and everything holding its stderr is gone
-            for line in self.proc.stderr:
-                self.lines.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def wait(self, timeout: float = 90) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
-
-    def signal(self, signum: int, group: bool) -> None:
-        (os.killpg if group else os.kill)(self.proc.pid, signum)
-
-
-def wait_for(condition: Callable[[], bool], what: str, job: Job, timeout: float = 60) -> None:
-    """Poll `condition` until it holds; fail if the job exits first or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert job.proc.poll() is None, f"crawl exited ({job.proc.returncode}) before {what}: {job.stderr}"
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(POLL)
-
-
-def assert_gone(processes: list[psutil.Process], timeout: float = 10) -> None:
-    """The processes exit within `timeout` (the extraction pool and the resource tracker included)."""
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    assert not alive, f"left behind: {[(p.pid, p.cmdline()[-2:]) for p in alive]}"
-
-
-# -- the database, read-only ---------------------------------------------------------------------------
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def count(db: Path, sql: str) -> int:
-    """A count, or 0 while the database or its tables don't exist yet."""
-    try:
-        return query(db, sql)[0][0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def pages_stored(db: Path) -> int:
-    return count(db, "SELECT count(*) FROM pages")
-
-
-INVARIANTS = {  # each query counts violations: all must be 0 whenever a run is gone, however it ended
-    "page without a done frontier row": "SELECT count(*) FROM pages p LEFT JOIN frontier f "
-    "ON f.crawl_id = p.crawl_id AND f.url = p.url WHERE f.state IS NOT 'done'",
-    "done frontier row without its page": "SELECT count(*) FROM frontier f LEFT JOIN pages p "
-    "ON p.crawl_id = f.crawl_id AND p.url = f.url WHERE f.state = 'done' AND p.id IS NULL",
-    "HTML page without its links": "SELECT count(*) FROM pages p WHERE p.title IS NOT NULL "
-    "AND NOT EXISTS (SELECT 1 FROM links l WHERE l.page_id = p.id)",
-    "crawl without a frontier": "SELECT count(*) FROM crawls c "
-    "WHERE NOT EXISTS (SELECT 1 FROM frontier f WHERE f.crawl_id = c.id)",
-    "page stored with an error": "SELECT count(*) FROM pages WHERE error IS NOT NULL",
-    "URL stored twice": "SELECT count(*) - count(DISTINCT url) FROM pages",
-}
-
-
-def assert_consistent(db: Path) -> None:
-    assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    assert query(db, "PRAGMA foreign_key_check") == []
-    violations = {name: n for name, sql in INVARIANTS.items() if (n := query(db, sql)[0][0])}
-    assert not violations
+NOTICE_SECONDS = 2.0  # a signal to the "stopping" notice its handler prints: the loop never blocks long
 
 
 def assert_complete(db: Path, site: Site, pages: int = PAGES) -> None:
@@ -155,7 +64,7 @@ def assert_complete(db: Path, site: Site, pages: int = PAGES) -> None:
     assert query(db, "SELECT id, status FROM crawls") == [(1, "finished")]
 
 
-# -- the site and its request counts -------------------------------------------------------------------
+# -- the sites -------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -169,33 +78,6 @@ def site() -> Iterator[Site]:
 @pytest.fixture
 def small_site(site_factory: Callable[..., Site]) -> Site:
     return site_factory("--pages", str(SMALL), "--fanout", str(FANOUT), "--size", "500")
-
-
-def hits(site: Site) -> Counter[str]:
-    with urllib.request.urlopen(site.url + "_hits", timeout=10) as response:
-        return Counter(json.load(response))
-
-
-@dataclass
-class Requests:
-    """What the site served to one chain of runs of one crawl; `repeats` of each run after the first."""
-
-    site: Site
-    seen: set[str] = field(default_factory=set)
-    before: Counter[str] = field(default_factory=Counter)
-    repeats: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.before = hits(self.site)
-
-    def run_ended(self) -> None:
-        now = hits(self.site)
-        served = now - self.before
-        served.pop(ROBOTS, None)
-        again = sum(n if path in self.seen else n - 1 for path, n in served.items())
-        self.repeats.append(again)
-        self.seen |= set(served)
-        self.before = now
 
 
 # -- one run of a crawl ---------------------------------------------------------------------------------
@@ -240,9 +122,11 @@ def interrupt(job: Job, db: Path, ready: Callable[[], bool], signum: int, group:
     descendants = job.descendants()
     began = time.monotonic()
     job.signal(signum, group)
+    noticed = seconds_until(lambda: "stopping" in job.stderr or job.proc.poll() is not None, NOTICE_SECONDS)
     code = job.wait(STOP_SECONDS + 30)
     seconds = time.monotonic() - began
     assert (code, seconds < STOP_SECONDS) == (EXIT_CODES[signum], True), (seconds, job.stderr)
+    assert "stopping" in job.stderr and noticed < NOTICE_SECONDS  # the handler ran at once, gevent too
     assert "to resume" in job.stderr and "Traceback" not in job.stderr, job.stderr
     assert query(db, "SELECT status FROM crawls") == [("interrupted",)]
     assert_gone(descendants)
@@ -282,12 +166,10 @@ def test_killed_at_any_moment_resumes_to_every_page_exactly_once(site: Site, tmp
 
 
 STOPS = [  # (engine, pages the run stores before the signal, the signal, to the whole group?)
-    ("gevent", 80, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
-    ("threads", 80, signal.SIGINT, True),
-    ("gevent", 80, signal.SIGTERM, False),  # `kill PID`
-    ("threads", 80, signal.SIGTERM, False),
-    ("gevent", 80, signal.SIGTERM, True),  # a service manager stopping the whole group
-    ("threads", 80, signal.SIGTERM, True),
+    ("gevent", 150, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
+    ("threads", 150, signal.SIGINT, True),
+    ("gevent", 150, signal.SIGTERM, False),  # `kill PID`
+    ("threads", 150, signal.SIGTERM, True),  # a service manager stopping the whole group
 ]
 
 
@@ -302,44 +184,6 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(site: Site, tmp_path:
     finish(resume(db, "gevent"), db, site)
     requests.run_ended()
     assert requests.repeats == [0] * (len(STOPS) + 1)  # one count per run
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a crawl killed mid-response breaks the pipe: expected here
-
-
-class Stalled:
-    """A page that answers only once released: a request to it stays in flight until then."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        stalled = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/robots.txt":
-                    stalled.release.wait(60)
-                body = b"<html><title>late</title></html>"
-                self.send_response(404 if self.path == "/robots.txt" else 200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -374,20 +218,25 @@ def test_a_second_ctrl_c_stops_at_once(small_site: Site, stalled: Stalled, tmp_p
 
 def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> None:
     """Another process holding the SQLite write lock for 2 s (a user's sqlite3 session) makes the crawl
-    wait and retry: it loses no page, stores none twice, and finishes."""
+    wait and retry: it loses no page, stores none twice, and finishes. Ctrl-C while the database is
+    locked still stops the crawl within seconds (what it could not save, a resume fetches again)."""
     db = tmp_path / "crawl.db"
     ready = stored_more(db, 50)
     job = start(small_site, db, "gevent")
     wait_for(ready, "50 pages", job)
-    locker = sqlite3.connect(db, timeout=30, isolation_level=None, check_same_thread=False)
-    locker.execute("BEGIN EXCLUSIVE")
-    held = pages_stored(db)
-    release = threading.Timer(2.0, locker.execute, ("ROLLBACK",))
-    release.start()
-    release.join()
-    assert (pages_stored(db), job.proc.poll()) == (held, None)  # the lock held, the crawl waited
-    locker.close()
-    finish(job, db, small_site, SMALL)
+    with closing(sqlite3.connect(db, isolation_level=None, check_same_thread=False)) as locker:
+        locker.execute("BEGIN EXCLUSIVE")
+        held = pages_stored(db)
+        release = threading.Timer(2.0, locker.execute, ("ROLLBACK",))
+        release.start()
+        release.join()
+        assert (pages_stored(db), job.proc.poll()) == (held, None)  # the lock held, the crawl waited
+        wait_for(stored_more(db, 50), "50 more pages", job)
+        locker.execute("BEGIN EXCLUSIVE")
+        job.signal(signal.SIGINT, group=True)
+        assert job.wait(STOP_SECONDS) == 130 and "to resume" in job.stderr, job.stderr
+        locker.execute("ROLLBACK")
+    finish(resume(db, "threads"), db, small_site, SMALL)
 
 
 def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:

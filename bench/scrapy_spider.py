@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
@@ -90,8 +90,12 @@ class SiteSpider(scrapy.Spider):
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.start_urls = [url]
+        self.url = url
         self.allowed_domains = [urlsplit(url).hostname or ""]
+
+    async def start(self) -> AsyncIterator[Any]:
+        """The seed through the dupefilter too (start_urls bypass it: the home page would come twice)."""
+        yield scrapy.Request(self.url, callback=self.parse)
 
     def parse(self, response: Response) -> Iterator[Any]:
         if not isinstance(response, HtmlResponse):

@@ -135,7 +135,11 @@ class HTMLBuilder(LXMLTreeBuilder):
 
 
 def _blank(chunks: list[str]) -> bool:
-    return (chunks[0] if len(chunks) == 1 else "".join(chunks)).isspace()
+    """Whether the pieces of the string being read are all whitespace (stops at the first that is not)."""
+    for chunk in chunks:
+        if not chunk.isspace():
+            return False
+    return True
 
 
 def parse(text: str) -> BeautifulSoup:

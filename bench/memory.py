@@ -3,7 +3,7 @@
 For each size N, starts `python -m crawler.testsite --pages N --fanout 40 --size 3000`, crawls it with the
 real CLI into a temporary SQLite file (gevent, --concurrency 50 --per-host 50 --parse-workers 2, --quiet),
 and samples the RSS of the crawl's whole process tree (the crawl and its extraction processes) every
-0.2 s with psutil. Prints one row per size, then the ratio of the largest size's peak to the smallest's.
+0.1 s (crawler.bench.TreeSampler). Prints one row per size, then the ratio of the largest size's peak to the smallest's.
 
     python bench/memory.py                      # 1000, 10000 and 50000 pages (50k takes several minutes)
     python bench/memory.py --pages 1000 10000 --engine threads
@@ -18,18 +18,15 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
-import psutil
+from crawler.bench import TreeSampler
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_SECONDS = 0.2
 MiB = 1024 * 1024
 
 
@@ -50,44 +47,6 @@ class Run:
 
 
 HEADER = f"{'site':>8} {'pages':>8} {'frontier':>9} {'links':>10} {'seconds':>8} {'tree MiB':>10} {'main MiB':>10}"
-
-
-class TreeSampler:
-    """Samples, in a thread, the summed RSS of a process and all its descendants; keeps the peaks."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak_tree = self.peak_main = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self.sample()
-
-    def sample(self) -> None:
-        try:
-            main = self.process.memory_info().rss
-            children = self.process.children(recursive=True)
-        except psutil.Error:
-            return
-        tree = main + sum(rss_of(child) for child in children)
-        self.peak_main, self.peak_tree = max(self.peak_main, main), max(self.peak_tree, tree)
-
-
-def rss_of(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.Error:  # exited between the listing and the read
-        return 0
 
 
 @contextmanager
@@ -124,7 +83,7 @@ def run(pages: int, args: argparse.Namespace) -> Run:
     with tempfile.TemporaryDirectory() as tmp, site(pages, args.fanout, args.size) as url:
         db = Path(tmp) / "memory.db"
         seconds, sampler, returncode = crawl(url, db, args)
-        return Run(pages, *counts(db), seconds, sampler.peak_tree, sampler.peak_main, returncode)
+        return Run(pages, *counts(db), seconds, sampler.peak, sampler.peak_root, returncode)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -103,10 +103,11 @@ def rss_of(pid: int) -> int:
 
 
 class TreeSampler:
-    """Samples the RSS sum of a process tree on a thread until stopped; keeps the peak."""
+    """Samples the RSS sum of a process tree on a thread until stopped; keeps the peak of the tree
+    (`peak`) and of the root process alone (`peak_root`)."""
 
     def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.peak_root = pid, interval, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -120,6 +121,7 @@ class TreeSampler:
 
     def sample(self) -> None:
         self.peak = max(self.peak, sum(rss_of(pid) for pid in tree_of(self.pid)))
+        self.peak_root = max(self.peak_root, rss_of(self.pid))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -105,19 +105,22 @@ def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope, stop: St
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
         status = INTERRUPTED
-    _record_end(store, crawl_id, status)
+    status = _record_end(store, crawl_id, status, stop)
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
 
 
-def _record_end(store: Store, crawl_id: int, status: str) -> None:
-    """The crawl's status at its end. An interrupted crawl whose database is locked stays `running`,
-    which resumes the same: the stop is not held up by the lock."""
+def _record_end(store: Store, crawl_id: int, status: str, stop: Stop) -> str:
+    """Record the crawl's status at its end and return it. A stop asked for while the database is locked
+    does not wait for the lock: the crawl stays `running`, which resumes the same, and ends interrupted
+    (even a crawl that had just finished: its resume finds nothing left and records it finished)."""
     try:
         store.finish_crawl(crawl_id, status)
     except StoreError:
-        if status != INTERRUPTED:
+        if not stop.requested():
             raise
+        return INTERRUPTED
+    return status
 
 
 def _abandon(crawl: Crawl | None, engine: object) -> None:

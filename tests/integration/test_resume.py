@@ -33,8 +33,10 @@ from crawl_jobs import (
 )
 
 import crawler.crawl as crawl_module
+from crawler import runner
 from crawler.crawl import Crawl
 from crawler.progress import Progress
+from crawler.schema import INTERRUPTED
 from crawler.settings import Limits, Settings
 from crawler.stop import Stop
 from crawler.store import open_store
@@ -238,6 +240,21 @@ def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> No
         assert job.wait(STOP_SECONDS) == 130 and "to resume" in job.stderr, job.stderr
         locker.execute("ROLLBACK")
     finish(resume(db, "threads"), db, small_site, SMALL)
+
+
+def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path: Path) -> None:
+    """The crawl was done, but its `finished` status could not be written (the database locked) when a
+    Ctrl-C came: it ends interrupted at once, and its row stays `running`, which a resume finishes."""
+    db = tmp_path / "crawl.db"
+    stop = Stop()
+    with closing(open_store(str(db), busy_timeout=0.05).impatient(stop.requested)) as store:
+        crawl_id = store.start_crawl(["http://a.test/"], Settings().to_json())
+        with closing(sqlite3.connect(db, isolation_level=None)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")
+            stop.signum = signal.SIGINT
+            assert runner._record_end(store, crawl_id, "finished", stop) == INTERRUPTED
+            locker.execute("ROLLBACK")
+    assert query(db, "SELECT status FROM crawls") == [("running",)]
 
 
 def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:

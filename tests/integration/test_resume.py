@@ -219,13 +219,14 @@ def test_a_second_ctrl_c_stops_at_once(small_site: Site, stalled: Stalled, tmp_p
     assert query(db, "SELECT status FROM crawls") == [("finished",)]
 
 
-def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> None:
+def test_a_locked_database_is_waited_for(small_site: Site, stalled: Stalled, tmp_path: Path) -> None:
     """Another process holding the SQLite write lock for 2 s (a user's sqlite3 session) makes the crawl
     wait and retry: it loses no page, stores none twice, and finishes. Ctrl-C while the database is
-    locked still stops the crawl within seconds (what it could not save, a resume fetches again)."""
+    locked still stops the crawl within seconds (what it could not save, a resume fetches again).
+    A request that stays in flight until released keeps the crawl running however fast the machine."""
     db = tmp_path / "crawl.db"
     ready = stored_more(db, 50)
-    job = start(small_site, db, "gevent")
+    job = Job(small_site.url, stalled.url, "--engine", "gevent", "--db", str(db), *FAST)
     wait_for(ready, "50 pages", job)
     with closing(sqlite3.connect(db, isolation_level=None, check_same_thread=False)) as locker:
         locker.execute("BEGIN EXCLUSIVE")
@@ -237,9 +238,14 @@ def test_a_locked_database_is_waited_for(small_site: Site, tmp_path: Path) -> No
         wait_for(stored_more(db, 50), "50 more pages", job)
         locker.execute("BEGIN EXCLUSIVE")
         job.signal(signal.SIGINT, group=True)
+        wait_for(lambda: "stopping" in job.stderr, "the stopping notice", job, timeout=NOTICE_SECONDS)
+        stalled.release.set()  # the wind-down need not wait its grace period out for it
         assert job.wait(STOP_SECONDS) == 130 and "to resume" in job.stderr, job.stderr
         locker.execute("ROLLBACK")
-    finish(resume(db, "threads"), db, small_site, SMALL)
+    assert resume(db, "threads").wait() == 0
+    urls = [url for (url,) in query(db, "SELECT url FROM pages")]
+    assert len(urls) == len(set(urls)) == SMALL + 1 and stalled.url in urls
+    assert query(db, "SELECT status FROM crawls") == [("finished",)]
 
 
 def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path: Path) -> None:

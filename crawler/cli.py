@@ -85,6 +85,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retries", type=click.IntRange(0), default=LIMITS.retries, show_default=True),
         click.option("--max-bytes", type=click.IntRange(1), default=LIMITS.max_bytes, show_default=True,
                      help="Body cap after decompression."),
+        click.option("--parse-timeout", type=click.FloatRange(0.1), default=LIMITS.parse_timeout,
+                     show_default=True, help="Seconds one page's extraction may take."),
         click.option("--ignore-robots", is_flag=True, help="Don't fetch or obey robots.txt."),
         click.option("--allow-private", is_flag=True,
                      help="Follow links to private, loopback and link-local addresses."),

@@ -24,6 +24,7 @@ class Limits:
     max_crawl_delay: float = 30.0  # cap on robots.txt Crawl-delay
     max_retry_after: float = 60.0  # cap on a Retry-After header
     backoff: float = 0.5  # base of the exponential backoff between attempts
+    parse_timeout: float = 60.0  # seconds one page's extraction may take (its process may have died)
 
 
 @dataclass(frozen=True)

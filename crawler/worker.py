@@ -32,7 +32,7 @@ class Engine(Protocol):
 
     def session(self) -> Any: ...
 
-    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any: ...
+    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any: ...
 
 
 @dataclass
@@ -150,10 +150,12 @@ class Worker:
         try:
             if self.pool is None:
                 return extract(*args)
-            return self.engine.apply(self.pool, extract, args)
-        except Exception as exc:  # noqa: BLE001 (a dead extraction process costs one page)
+            return self.engine.apply(self.pool, extract, args, self.settings.limits.parse_timeout)
+        except TimeoutError as exc:  # its process hung, or died (the pool starts another)
+            response.error = f"parse error: extraction gave {exc}"
+        except Exception as exc:  # noqa: BLE001 (a bug in extraction costs one page)
             response.error = f"parse error: {exc!r}"[:500]
-            return None
+        return None
 
     def robots(self, origin: str) -> RobotsResult:
         """Fetch and parse `origin`'s robots.txt. Redirects may leave the origin (RFC 9309 2.3.1.2), but

@@ -48,8 +48,9 @@ class GeventEngine:
     def session(self) -> requests.Session:
         return self._session
 
-    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        """fn(*args) in a process of `pool`; this greenlet waits for it, the others run on.
+    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """fn(*args) in a process of `pool`; this greenlet waits for it, the others run on. TimeoutError
+        after `timeout` seconds (a process that died takes its task with it: no answer ever comes).
 
         The pool's result thread hands the outcome over through a deque and the hub's async watcher
         (the thread-safe way to wake a gevent hub), so no thread is held per waiting greenlet.
@@ -57,7 +58,10 @@ class GeventEngine:
         waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
         pool.apply_async(fn, args, callback=partial(self._arrive, waiter, True),
                          error_callback=partial(self._arrive, waiter, False))
-        return waiter.get()
+        try:
+            return waiter.get(timeout=timeout)
+        except gevent.Timeout:
+            raise TimeoutError(f"no answer in {timeout:g} s") from None
 
     def _arrive(self, waiter: gevent.event.AsyncResult, ok: bool, value: Any) -> None:
         """On the pool's result thread: queue the outcome, wake the hub."""

@@ -6,6 +6,7 @@ hosts that thread talks to; `per_host` connections per host are enough there.
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import threading
 from collections.abc import Callable
@@ -48,9 +49,13 @@ class ThreadEngine:
             self._sessions.append(session)  # list.append is atomic; closed in close()
         return session
 
-    def apply(self, pool: ProcessPool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        """fn(*args) in a process of `pool`; this thread waits for it."""
-        return pool.apply(fn, args)
+    def apply(self, pool: ProcessPool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """fn(*args) in a process of `pool`; this thread waits for it, TimeoutError after `timeout` seconds
+        (a process that died takes its task with it: no answer ever comes)."""
+        try:
+            return pool.apply_async(fn, args).get(timeout)
+        except multiprocessing.TimeoutError:
+            raise TimeoutError(f"no answer in {timeout:g} s") from None
 
     def close(self, timeout: float = 5.0) -> None:
         self._pool.terminate()

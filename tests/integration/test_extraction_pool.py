@@ -1,0 +1,77 @@
+"""The extraction pool when one of its processes dies or hangs: the page waiting for it becomes a
+`parse error` row after --parse-timeout, the pool starts another process, and the crawl goes on.
+
+Real processes (a spawn Pool, as the crawl starts it) and a real local site, on both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from multiprocessing.pool import Pool
+from typing import Any
+
+import pytest
+from conftest import Site
+
+from crawler.fetch import load_engine
+from crawler.fetch.guard import AddressGuard
+from crawler.politeness import Politeness
+from crawler.pool import start_extraction, stop_pool
+from crawler.records import Job
+from crawler.scheduler import Scheduler
+from crawler.settings import Limits, Settings
+from crawler.urls import Scope
+from crawler.worker import Worker
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture
+def pool() -> Iterator[Pool]:
+    started = start_extraction(1)
+    assert started is not None
+    yield started
+    stop_pool(started)
+
+
+@pytest.fixture
+def fetch_engine(engine: str) -> Iterator[Any]:
+    started = load_engine(engine)(4, "test")
+    yield started
+    started.close()
+
+
+def worker(fetch_engine: Any, pool: Pool, site: Site) -> Worker:
+    settings = Settings(limits=Limits(parse_timeout=TIMEOUT), allow_private=True, ignore_robots=True)
+    scope = Scope.build([site.url], "host", (), ())
+    scheduler = Scheduler(Politeness(4, 0.0), settings.user_agent, 8, obey_robots=False)
+    guard = AddressGuard(scope.hosts, allow_private=True)
+    return Worker(fetch_engine, settings, scope, scheduler, guard, lambda url: False, pool)
+
+
+def test_a_process_that_dies_costs_its_task_only(fetch_engine: Any, pool: Pool) -> None:
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match="no answer in 1 s"):
+        fetch_engine.apply(pool, os._exit, (1,), TIMEOUT)  # the process dies with the task
+    assert time.monotonic() - began < TIMEOUT + 5
+    assert fetch_engine.apply(pool, len, ("abc",), 30.0) == 3  # a new process took its place
+
+
+def test_a_page_whose_extraction_hangs_is_a_parse_error(
+    fetch_engine: Any, pool: Pool, site_factory: Any
+) -> None:
+    site = site_factory("--pages", "3")
+    crawl_worker = worker(fetch_engine, pool, site)
+    (process,) = pool._pool  # type: ignore[attr-defined]
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        hung = crawl_worker.page(Job(1, site.url, 0))
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    assert (hung.response.status, hung.page) == (200, None)
+    assert hung.response.error == f"parse error: extraction gave no answer in {TIMEOUT:g} s"
+    again = crawl_worker.page(Job(1, site.url, 0))
+    assert again.response.error is None and again.page is not None and again.page.links

@@ -28,6 +28,7 @@ from crawler.worker import RobotsResult, Worker
 BATCH_SIZE = 200  # outcomes per write transaction
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
 SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
+REFUSED = -1  # in `seen`: a URL out of scope, a trap, or over its host's budget
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
 
 
@@ -62,8 +63,9 @@ class Crawl:
         self.budget_base = self.tally.pages
         self.host_budget = HostBudget(settings.max_pages_per_host)
         self.batch: list[Outcome] = []
-        self.discovered: list[tuple[str, str, int]] = []
-        self.seen: set[str] = set()  # a cache only: the frontier's insert-or-ignore is what dedups
+        self.discovered: list[tuple[str, str, int]] = []  # (url, host, depth) to queue
+        self.shallower: list[tuple[str, int]] = []  # (url, depth) found again by a shorter path
+        self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED. A cache: the frontier dedups
         self.last_flush = time.monotonic()
         self.in_flight = 0
 
@@ -172,36 +174,44 @@ class Crawl:
 
     def _record(self, outcome: Outcome) -> None:
         self.batch.append(outcome)
-        self.discovered.extend(self._discoveries(outcome))
+        self._discover(outcome)
         self.tally.pages += 1
         self.tally.errors += outcome.response.error is not None
         self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
 
-    def _discoveries(self, outcome: Outcome) -> Iterator[tuple[str, str, int]]:
+    def _discover(self, outcome: Outcome) -> None:
         """Links (and a redirect target not followed in place) worth queueing. A redirect that ended in an
         error (a loop, too many hops) queues nothing: its chain must not be re-entered as a new job."""
         depth = outcome.job.depth + 1
         response = outcome.response
         if response.error is None and response.final_url != response.url and 300 <= (response.status or 0) < 400:
-            yield from self._keep([response.final_url], outcome.job.depth)
+            self._keep([response.final_url], outcome.job.depth)
         if outcome.page and self._depth_ok(depth):
-            yield from self._keep([link.url for link in outcome.page.links], depth)
+            self._keep([link.url for link in outcome.page.links], depth)
 
     def _depth_ok(self, depth: int) -> bool:
         return self.settings.max_depth is None or depth <= self.settings.max_depth
 
-    def _keep(self, urls: list[str], depth: int) -> Iterator[tuple[str, str, int]]:
-        max_length = self.settings.limits.max_url_length
+    def _keep(self, urls: list[str], depth: int) -> None:
+        """Queue the new URLs in scope; a URL seen before at a greater depth gets this one if still queued
+        (with concurrency a longer path can be found first: --max-depth must count the shortest)."""
         for url in urls:
-            if url in self.seen:  # seen by this run: already queued or already refused (most links)
-                continue
-            if len(self.seen) >= SEEN_MAX:
-                self.seen.clear()
-            self.seen.add(url)
-            if self.scope.allows(url) and trap_reason(url, max_length) is None:
-                host = host_of(url)
-                if self.host_budget.admit(url, host):  # --max-pages-per-host
-                    yield url, host, depth
+            known = self.seen.get(url)
+            if known is None:
+                self._admit(url, depth)
+            elif depth < known:
+                self.seen[url] = depth
+                self.shallower.append((url, depth))
+
+    def _admit(self, url: str, depth: int) -> None:
+        if len(self.seen) >= SEEN_MAX:
+            self.seen.clear()
+        self.seen[url] = REFUSED
+        if self.scope.allows(url) and trap_reason(url, self.settings.limits.max_url_length) is None:
+            host = host_of(url)
+            if self.host_budget.admit(url, host):  # --max-pages-per-host
+                self.seen[url] = depth
+                self.discovered.append((url, host, depth))
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -209,9 +219,9 @@ class Crawl:
         return len(self.batch) >= BATCH_SIZE or time.monotonic() - self.last_flush >= BATCH_SECONDS
 
     def flush(self) -> None:
-        if self.batch or self.discovered:
-            self.store.save(self.crawl_id, self.batch, self.discovered)
-            self.batch, self.discovered = [], []
+        if self.batch or self.discovered or self.shallower:
+            self.store.save(self.crawl_id, self.batch, self.discovered, self.shallower)
+            self.batch, self.discovered, self.shallower = [], [], []
         self.last_flush = time.monotonic()
 
     # -- stopping --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -281,16 +281,21 @@ class Store:
             raise StoreError(f"no crawl {crawl_id} in this database")
 
     def save(
-        self, crawl_id: int, outcomes: list[Outcome], discovered: Iterable[tuple[str, str, int]]
+        self,
+        crawl_id: int,
+        outcomes: list[Outcome],
+        discovered: Iterable[tuple[str, str, int]],
+        shallower: Iterable[tuple[str, int]] = (),
     ) -> None:
         """Record fetched outcomes and the URLs they discovered, in one transaction.
 
         Pages already saved (a refetch after a crash) are skipped with their links; the jobs' frontier
         rows become done; a redirect target becomes done too, so it is never fetched on its own; the
-        discovered (url, host, depth) are queued unless the frontier already knows them.
+        discovered (url, host, depth) are queued unless the frontier already knows them; a URL of
+        `shallower` (url, depth) still queued at a greater depth takes the smaller one.
         """
-        new = list(discovered)
-        self.write(lambda conn: save_batch(conn, crawl_id, outcomes, new))
+        new, lower = list(discovered), list(shallower)
+        self.write(lambda conn: save_batch(conn, crawl_id, outcomes, new, lower))
 
     def stats(self, crawl_id: int | None = None) -> dict[str, Any]:
         """Figures for `crawl stats` about the given crawl, or the latest one."""
@@ -327,7 +332,11 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
 
 
 def save_batch(
-    conn: Connection, crawl_id: int, outcomes: list[Outcome], discovered: list[tuple[str, str, int]]
+    conn: Connection,
+    crawl_id: int,
+    outcomes: list[Outcome],
+    discovered: list[tuple[str, str, int]],
+    shallower: list[tuple[str, int]],
 ) -> None:
     """The body of Store.save, inside its transaction."""
     unique: dict[str, Outcome] = {}
@@ -340,6 +349,7 @@ def save_batch(
         conn.execute(update(frontier).where(frontier.c.id.in_(job_ids)).values(state=DONE))
     mark_redirects_done(conn, crawl_id, list(unique.values()))
     queue(conn, crawl_id, discovered)
+    lower_depths(conn, crawl_id, shallower)
 
 
 def insert_pages(conn: Connection, crawl_id: int, outcomes: list[Outcome]) -> dict[str, int]:
@@ -379,6 +389,16 @@ def mark_redirects_done(conn: Connection, crawl_id: int, outcomes: list[Outcome]
     conn.execute(insert_ignore(conn.dialect.name, frontier), rows)
     known = (frontier.c.crawl_id == crawl_id) & frontier.c.url.in_(list(targets)) & (frontier.c.state != DONE)
     conn.execute(update(frontier).where(known).values(state=DONE))
+
+
+def lower_depths(conn: Connection, crawl_id: int, shallower: list[tuple[str, int]]) -> None:
+    """Each (url, depth): the URL's frontier row, while still queued, takes the depth if it is smaller."""
+    if not shallower:
+        return
+    row = frontier.c
+    still_deeper = (row.crawl_id == crawl_id) & (row.url == bindparam("u")) & (row.state == QUEUED)
+    query = update(frontier).where(still_deeper & (row.depth > bindparam("d"))).values(depth=bindparam("d"))
+    conn.execute(query, [{"u": url, "d": depth} for url, depth in shallower])
 
 
 def queue(conn: Connection, crawl_id: int, entries: Iterable[tuple[str, str, int]]) -> int:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from conftest import run_cli
+from servers import serve, static
+from sqlalchemy import text
 
+from crawler.crawl import Crawl
+from crawler.fetch.http import make_session
+from crawler.progress import Progress
+from crawler.settings import Limits, Settings
+from crawler.store import open_store
 from crawler.testsite import links_of, path_of, reachable, title_of
+from crawler.urls import Scope
 
 PAGES, FANOUT = 60, 10
 
@@ -100,3 +111,54 @@ def test_gevent_with_two_extraction_processes_does_not_hang(site_factory, db: Pa
     assert result.returncode == 0, result.stderr
     assert rows(db, "SELECT count(*), count(title) FROM pages") == [(200, 200)]
     assert "crawl 1 finished: 200 pages" in result.stdout
+
+
+class HoldBack:
+    """An engine that runs one job per poll, in the order given, except the job for `late`, held back
+    until the job for `first` has run: a page's answer arriving after a deeper page's, deterministically."""
+
+    name = "hold-back"
+
+    def __init__(self, late: str, first: str) -> None:
+        self.late, self.first, self.first_ran = late, first, False
+        self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._session = make_session(2, "test")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.pending.append((fn, args))
+
+    def results(self, timeout: float) -> list[Any]:
+        for i, (fn, args) in enumerate(self.pending):
+            if args[0].url != self.late or self.first_ran:
+                del self.pending[i]
+                self.first_ran |= args[0].url == self.first
+                return [fn(*args)]
+        self.first_ran = True  # (only `late` is left: a bug elsewhere; let the crawl end)
+        return []
+
+    def session(self) -> Any:
+        return self._session
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def test_max_depth_counts_the_shortest_path_found_before_the_fetch(tmp_path: Path) -> None:
+    """X is found first at depth 3 (/ -> /b -> /c -> /x) and then at depth 2 (/ -> /a -> /x), while it
+    is still queued: it is fetched at depth 2, so its link /z (depth 3) is within --max-depth 3."""
+    site = {"/": ["/a", "/b"], "/a": ["/x"], "/b": ["/c", *(f"/d{i}" for i in range(20))], "/c": ["/x"],
+            "/x": ["/z"]}
+    with serve() as server, closing(open_store(str(tmp_path / "crawl.db"))) as store:
+        for path in [*site, "/z", *(f"/d{i}" for i in range(20))]:
+            links = "".join(f'<a href="{link}">{link}</a>' for link in site.get(path, []))
+            server.mount(path, static(f"<html><title>{path}</title>{links}</html>".encode()))
+        settings = Settings(limits=Limits(concurrency=2, per_host=2), parse_workers=0, ignore_robots=True,
+                            max_depth=3)
+        seeds = [server.url("/")]
+        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+        engine = HoldBack(late=server.url("/a"), first=server.url("/c"))
+        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
+        assert crawl.run(Progress(enabled=False)) == "finished"
+        with store.engine.connect() as conn:
+            depths = dict(conn.execute(text("SELECT url, depth FROM frontier")).all())
+    assert depths[server.url("/x")] == 2 and depths[server.url("/z")] == 3

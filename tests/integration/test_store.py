@@ -174,6 +174,23 @@ def test_discovered_urls_are_queued_once(store: Store) -> None:
     assert fr.add_many([("http://a.test/x", "a.test", 1), ("http://a.test/y", "a.test", 1)]) == 1
 
 
+def test_a_shorter_path_lowers_the_depth_of_a_queued_url_only(store: Store) -> None:
+    """--max-depth counts the shortest path known when a page is fetched: a URL found again by a shorter
+    path takes its depth while still queued (also within one batch); a claimed or done one keeps its own."""
+    crawl_id, fr = start(store, ["http://a.test/"])
+    (job,) = fr.claim(1)
+    deep = [("http://a.test/q", "a.test", 3), ("http://a.test/c", "a.test", 3)]
+    store.save(crawl_id, [outcome(job)], deep, [("http://a.test/q", 2)])
+    store.write(lambda conn: conn.execute(text("UPDATE frontier SET state = 'claimed' WHERE url LIKE '%/c'")))
+    store.save(crawl_id, [], [], [("http://a.test/q", 1), ("http://a.test/c", 1), ("http://a.test/", 5)])
+    store.save(crawl_id, [], [], [("http://a.test/q", 4)])  # deeper: no change
+    assert rows(store, "SELECT url, state, depth FROM frontier ORDER BY id") == [
+        ("http://a.test/", "done", 0),
+        ("http://a.test/q", "queued", 1),
+        ("http://a.test/c", "claimed", 3),
+    ]
+
+
 def test_redirect_target_is_marked_done_never_fetched(store: Store) -> None:
     crawl_id, fr = start(store, ["http://a.test/old", "http://a.test/new", "http://a.test/bad"])
     old, new, bad = fr.claim(3)

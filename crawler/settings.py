@@ -25,6 +25,7 @@ class Limits:
     max_retry_after: float = 60.0  # cap on a Retry-After header
     backoff: float = 0.5  # base of the exponential backoff between attempts
     parse_timeout: float = 60.0  # seconds one page's extraction may take (its process may have died)
+    truncate: bool = False  # past max_bytes: keep the first max_bytes instead of failing (robots.txt)
 
 
 @dataclass(frozen=True)

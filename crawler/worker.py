@@ -7,6 +7,7 @@ raises, so one broken page can't stall the loop: trouble ends up in the record's
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import fetch_one
 from crawler.records import Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
+from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.urls import Scope, host_of, trap_reason
@@ -109,6 +111,8 @@ class Worker:
     ) -> None:
         self.engine, self.settings, self.scope = engine, settings, scope
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
+        # robots.txt: the first 500 KiB are read and parsed (RFC 9309 2.5), whatever --max-bytes says
+        self.robots_limits = dataclasses.replace(settings.limits, max_bytes=ROBOTS_MAX_BYTES, truncate=True)
 
     def page(self, job: Job) -> Outcome:
         try:
@@ -165,7 +169,7 @@ class Worker:
         if self.guard.check(url):
             return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
-            response = fetch_one(self.engine.session(), url, self.settings.limits, follow=self._robots_hop)
+            response = fetch_one(self.engine.session(), url, self.robots_limits, follow=self._robots_hop)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)

@@ -75,7 +75,7 @@ def _exchange(
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
         result.status, result.headers = resp.status_code, _headers(resp.raw)
-        result.body, result.error = _read_body(resp.raw, limits.max_bytes, expired)
+        result.body, result.error = _read_body(resp.raw, limits.max_bytes, expired, limits.truncate)
 
 
 def _headers(raw: urllib3.BaseHTTPResponse) -> dict[str, str]:
@@ -83,20 +83,21 @@ def _headers(raw: urllib3.BaseHTTPResponse) -> dict[str, str]:
 
 
 def _read_body(
-    raw: urllib3.BaseHTTPResponse, max_bytes: int, expired: Callable[[], bool]
+    raw: urllib3.BaseHTTPResponse, max_bytes: int, expired: Callable[[], bool], truncate: bool
 ) -> tuple[bytes, str | None]:
-    """The decoded body, read chunk by chunk; (b"", "too large: ...") past `max_bytes`."""
+    """The decoded body, read chunk by chunk. Past `max_bytes`: (b"", "too large: ..."), or with
+    `truncate` its first `max_bytes` bytes, the rest never read."""
     too_large = f"too large: more than {max_bytes} bytes"
-    if _declared_length(raw) > max_bytes:
+    if _declared_length(raw) > max_bytes and not truncate:
         return b"", too_large
     chunks, total = [], 0
     for chunk in raw.stream(CHUNK, decode_content=True):
-        total += len(chunk)
-        if total > max_bytes:
-            return b"", too_large
         if expired():
             raise Expired()
         chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return (b"".join(chunks)[:max_bytes], None) if truncate else (b"", too_large)
     if expired():  # the reaper's shutdown looks like a clean end to a read-until-close body
         raise Expired()
     return b"".join(chunks), None

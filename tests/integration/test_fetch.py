@@ -166,6 +166,15 @@ def test_chunked_body_over_the_cap_stops_at_the_cap(session, server) -> None:
     assert fetch(session, server, "/ok")[0].status == 200  # the cut connection was not pooled
 
 
+@pytest.mark.parametrize("path", ["/huge", "/huge-chunked"])  # declared length / counted while reading
+def test_truncate_keeps_the_first_max_bytes(session, server, path: str) -> None:
+    """robots.txt's way (RFC 9309 2.5: parse the first 500 KiB): a body past the cap is cut, not failed."""
+    limits = Limits(timeout=TIMEOUT, retries=0, max_bytes=MiB, truncate=True)
+    resp, took = fetch(session, server, path, limits)
+    assert (resp.status, len(resp.body), resp.error) == (200, MiB, None)
+    assert took < 0.5
+
+
 @pytest.mark.parametrize("path", ["/ok", "/encoded/gzip"])  # declared length / counted while inflating
 def test_the_cap_is_on_decoded_bytes_and_inclusive(session, server, path: str) -> None:
     size = len(OK_HTML)

@@ -53,21 +53,23 @@ def throttled(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def robots(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    """robots.txt that fails (500, hang, 30 MB), is missing (404), or redirects (same origin, or to a private
-    host); --max-bytes 1 MiB."""
+    """robots.txt that fails (500, hang), is missing (404), is 30 MB or 2 MiB (over --max-bytes 1 MiB: only
+    the first 500 KiB are read), or redirects (same origin, or to a private host)."""
     with serve() as s500, serve() as s404, serve() as shang, serve() as shuge, serve() as sprivate, \
-            serve() as smoved, serve() as trap:
+            serve() as smoved, serve() as trap, serve() as slong:
         trap.mount("/robots.txt", static(b"User-agent: *\nDisallow: /\n", content_type=TEXT))
         smoved.mount("/real-robots.txt", static(b"User-agent: *\nDisallow: /p\n", content_type=TEXT))
         seeds = plain(s500, ["/p"], static(b"oops", 500)) + plain(s404, ["/p"])
         seeds += plain(shang, ["/p"], "/hang")
         seeds += plain(shuge, ["/p"], "/huge-chunked")
+        seeds += plain(slong, ["/p"], static(b"User-agent: *\nDisallow: /p\n" + b"#" * 2**21,
+                                                   content_type=TEXT))
         seeds += plain(sprivate, ["/p"], redirect(f"http://localhost:{trap.port}/robots.txt"))
         seeds += plain(smoved, ["/p"], redirect("/real-robots.txt"))
         run = crawl(tmp_path_factory.mktemp("robots") / "crawl.db", engine, seeds, "--timeout", "1",
                     "--retries", "0", "--per-host", "8", "--parse-workers", "0", "--max-bytes", str(2**20))
     run.servers = {"500": s500, "404": s404, "hang": shang, "huge": shuge, "private": sprivate,
-                   "moved": smoved, "trap": trap}
+                   "moved": smoved, "trap": trap, "long": slong}
     yield run
 
 
@@ -124,13 +126,20 @@ def test_robots_5xx_disallows_all_with_a_reason(robots: Run) -> None:
     assert paths(server) == ["/robots.txt"]
 
 
-@pytest.mark.parametrize(("name", "why"),
-                         [("hang", "timeout"), ("huge", f"too large: more than {2**20} bytes")])
-def test_robots_unreachable_disallows_all_with_a_reason(robots: Run, name: str, why: str) -> None:
-    """robots.txt gets the deadline and the byte cap of pages; failing them means disallow all."""
-    server = robots.servers[name]
-    assert robots.page(server.url("/"))["error"] == f"blocked: robots.txt unreachable ({why})"
+def test_robots_unreachable_disallows_all_with_a_reason(robots: Run) -> None:
+    """robots.txt gets the deadline of pages; failing it means disallow all."""
+    server = robots.servers["hang"]
+    assert robots.page(server.url("/"))["error"] == "blocked: robots.txt unreachable (timeout)"
     assert paths(server) == ["/robots.txt"]
+
+
+def test_robots_over_the_cap_is_read_to_500_kib(robots: Run) -> None:
+    """Not --max-bytes but RFC 9309's 500 KiB bounds robots.txt: what is in them is obeyed, the rest unread."""
+    long, huge = robots.servers["long"], robots.servers["huge"]
+    assert robots.page(long.url("/p"))["error"] == "blocked: robots.txt"
+    assert robots.page(long.url("/"))["status"] == 200
+    assert robots.page(huge.url("/p"))["status"] == 200  # 500 KiB of zero bytes: no rules
+    assert sorted(paths(long)) == ["/", "/robots.txt"]
 
 
 def test_robots_404_allows_all(robots: Run) -> None:

@@ -111,8 +111,9 @@ class Worker:
     ) -> None:
         self.engine, self.settings, self.scope = engine, settings, scope
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
-        # robots.txt: the first 500 KiB are read and parsed (RFC 9309 2.5), whatever --max-bytes says
-        self.robots_limits = dataclasses.replace(settings.limits, max_bytes=ROBOTS_MAX_BYTES, truncate=True)
+        # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
+        cap = min(settings.limits.max_bytes, ROBOTS_MAX_BYTES)
+        self.robots_limits = dataclasses.replace(settings.limits, max_bytes=cap, truncate=True)
 
     def page(self, job: Job) -> Outcome:
         try:

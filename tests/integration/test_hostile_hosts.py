@@ -134,7 +134,8 @@ def test_robots_unreachable_disallows_all_with_a_reason(robots: Run) -> None:
 
 
 def test_robots_over_the_cap_is_read_to_500_kib(robots: Run) -> None:
-    """Not --max-bytes but RFC 9309's 500 KiB bounds robots.txt: what is in them is obeyed, the rest unread."""
+    """--max-bytes (1 MiB here) or RFC 9309's 500 KiB, whichever is less, cuts a long robots.txt: what was
+    read is obeyed, the rest is not downloaded."""
     long, huge = robots.servers["long"], robots.servers["huge"]
     assert robots.page(long.url("/p"))["error"] == "blocked: robots.txt"
     assert robots.page(long.url("/"))["status"] == 200

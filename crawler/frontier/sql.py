@@ -17,10 +17,11 @@ from collections.abc import Collection, Iterable
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 
+from crawler.batch import queue
 from crawler.frontier import pick
 from crawler.records import Job
 from crawler.schema import CLAIMED, DONE, QUEUED, frontier
-from crawler.store import queue, run_write
+from crawler.store import run_write
 
 SCAN_LIMIT = 10_000  # queued rows one window looks at, at most
 MAX_WINDOWS = 4

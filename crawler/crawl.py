@@ -61,13 +61,21 @@ class Crawl:
                              self.pool)
         self.tally = Tally(pages=store.page_count(crawl_id))  # what a resumed crawl already has
         self.budget_base = self.tally.pages
-        self.host_budget = HostBudget(settings.max_pages_per_host)
+        self.host_budget = self._host_budget()
         self.batch: list[Outcome] = []
         self.discovered: list[tuple[str, str, int]] = []  # (url, host, depth) to queue
         self.shallower: list[tuple[str, int]] = []  # (url, depth) found again by a shorter path
         self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED. A cache: the frontier dedups
         self.last_flush = time.monotonic()
         self.in_flight = 0
+
+    def _host_budget(self) -> HostBudget:
+        """--max-pages-per-host, counting what the frontier already holds (a resumed crawl's earlier runs)."""
+        budget = HostBudget(self.settings.max_pages_per_host)
+        if budget.limit > 0:
+            for url, host in self.frontier.known():
+                budget.note(url, host)
+        return budget
 
     @property
     def stop_signal(self) -> int | None:

@@ -117,7 +117,8 @@ class HostBudget:
     Every admitted URL becomes exactly one page row, so a host ends with at most `limit` rows. The crawl
     loop asks `admit` before queueing a discovered URL and calls `note` for each claimed job (seeds and
     resumed jobs count too). Memory is bounded: a host under budget keeps at most `limit` URLs (to tell
-    a repeat from a new URL), a spent host only a marker. A resumed crawl counts afresh from the resume.
+    a repeat from a new URL), a spent host only a marker. A resumed crawl first notes every URL its
+    frontier holds, so the budget spans all its runs.
     """
 
     def __init__(self, limit: int) -> None:

@@ -8,7 +8,7 @@ MemoryFrontier below is the fake for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +26,10 @@ class Frontier(Protocol):
 
     def is_known(self, url: str) -> bool:
         """Whether the URL is in the frontier, in any state. Safe from any thread or greenlet."""
+        ...
+
+    def known(self) -> Iterator[tuple[str, str]]:
+        """(url, host) of every URL the frontier holds, in any state."""
         ...
 
     def pending(self) -> int:
@@ -83,6 +87,9 @@ class MemoryFrontier:
 
     def is_known(self, url: str) -> bool:
         return url in self.rows
+
+    def known(self) -> Iterator[tuple[str, str]]:
+        return ((url, row[1]) for url, row in self.rows.items())
 
     def pending(self) -> int:
         return sum(r[3] != "done" for r in self.rows.values())

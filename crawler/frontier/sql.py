@@ -13,7 +13,7 @@ Writes go through crawler.store.run_write (BEGIN IMMEDIATE on SQLite, retried wh
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 
@@ -82,6 +82,12 @@ class SqlFrontier:
         query = select(frontier.c.id).where(frontier.c.crawl_id == self.crawl_id, frontier.c.url == url)
         with self.engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
+
+    def known(self) -> Iterator[tuple[str, str]]:
+        """(url, host) of every URL of the crawl's frontier, in any state, streamed in batches."""
+        query = select(frontier.c.url, frontier.c.host).where(frontier.c.crawl_id == self.crawl_id)
+        with self.engine.connect() as conn:
+            yield from conn.execution_options(yield_per=10_000).execute(query).tuples()
 
     def pending(self) -> int:
         """Jobs queued or claimed."""

@@ -248,6 +248,18 @@ def test_a_locked_database_is_waited_for(small_site: Site, stalled: Stalled, tmp
     assert query(db, "SELECT status FROM crawls") == [("finished",)]
 
 
+def test_max_pages_per_host_spans_a_resume(small_site: Site, tmp_path: Path) -> None:
+    """--max-pages-per-host is a budget for the whole crawl: a resumed run counts what the earlier runs
+    queued, so links it discovers can't bring the host past the budget."""
+    db = tmp_path / "crawl.db"
+    budget = 60
+    job = Job(small_site.url, "--engine", "gevent", "--db", str(db), "--max-pages-per-host", str(budget),
+              "--per-host", "1", "--delay", "0.05", "--parse-workers", "1", "--quiet")
+    interrupt(job, db, stored_more(db, 10), signal.SIGINT, group=True)
+    assert resume(db, "threads").wait() == 0
+    assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(budget, budget)]
+
+
 def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path: Path) -> None:
     """The crawl was done, but its `finished` status could not be written (the database locked) when a
     Ctrl-C came: it ends interrupted at once, and its row stays `running`, which a resume finishes."""

@@ -265,6 +265,12 @@ def test_add_many_counts_new_urls(frontier_impl: Frontier) -> None:
     assert frontier_impl.is_known("http://a.test/2") and not frontier_impl.is_known("http://a.test/3")
 
 
+def test_known_lists_every_url_in_any_state(frontier_impl: Frontier) -> None:
+    frontier_impl.add_many([("http://a.test/1", "a.test", 0), ("http://b.test/2", "b.test", 1)])
+    frontier_impl.claim(1)
+    assert sorted(frontier_impl.known()) == [("http://a.test/1", "a.test"), ("http://b.test/2", "b.test")]
+
+
 def test_claim_reads_the_state_index(sqlite_db: str) -> None:
     with open_store(sqlite_db) as store, store.engine.connect() as conn:
         plan = conn.exec_driver_sql(

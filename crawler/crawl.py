@@ -17,7 +17,7 @@ from crawler.frontier.sql import SqlFrontier
 from crawler.politeness import Politeness
 from crawler.pool import start_extraction, stop_pool
 from crawler.progress import Progress
-from crawler.records import Outcome, Response
+from crawler.records import Job, Outcome, Response
 from crawler.scheduler import HostBudget, Scheduler
 from crawler.settings import Settings
 from crawler.stop import Stop
@@ -65,6 +65,7 @@ class Crawl:
         self.batch: list[Outcome] = []
         self.discovered: list[tuple[str, str, int]] = []  # (url, host, depth) to queue
         self.shallower: list[tuple[str, int]] = []  # (url, depth) found again by a shorter path
+        self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
         self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED. A cache: the frontier dedups
         self.last_flush = time.monotonic()
         self.in_flight = 0
@@ -128,7 +129,16 @@ class Crawl:
         self.tally.claimed += len(jobs)
         for job in jobs:
             self.host_budget.note(job.url, host_of(job.url))
-        self.scheduler.add(jobs)
+        self.scheduler.add(self._unless_followed(jobs))
+
+    def _unless_followed(self, jobs: list[Job]) -> list[Job]:
+        """The jobs, less those for a URL a redirect chain in flight is fetching in place: parked until
+        that chain's outcome arrives (see _unpark). It stays claimed meanwhile, so a crash loses nothing."""
+        following = self.worker.following
+        for job in jobs:
+            if job.url in following:
+                self.parked[job.url] = job
+        return [job for job in jobs if job.url not in self.parked]
 
     def _budget_left(self) -> int:
         if not self.settings.max_pages:
@@ -173,6 +183,22 @@ class Crawl:
     def _page_done(self, outcome: Outcome) -> None:
         self._finished(host_of(outcome.job.url), outcome.response)
         self._record(outcome)
+        if outcome.followed:
+            self.worker.following.release(outcome.followed)
+            self._unpark(outcome)
+
+    def _unpark(self, outcome: Outcome) -> None:
+        """Jobs parked behind this outcome's redirect chain: the one the chain ended on successfully is
+        done with it (its frontier row turns done with the chain's page row); any other is fetched."""
+        response = outcome.response
+        for url in outcome.followed:
+            job = self.parked.pop(url, None)
+            if job is None:
+                continue
+            if url == response.final_url and response.error is None:
+                self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
+            else:
+                self.scheduler.add([job])
 
     def _finished(self, host: str, response: Response) -> None:
         """Free the host's slot. A busy engine may have sent the request well after the scheduler let it

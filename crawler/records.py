@@ -58,3 +58,4 @@ class Outcome:
     job: Job
     response: Response
     page: Page | None = None  # None for non-HTML and failed fetches
+    followed: tuple[str, ...] = ()  # redirect hops this job's fetch followed in place

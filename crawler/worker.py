@@ -10,7 +10,8 @@ import ctypes
 import dataclasses
 import multiprocessing
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from typing import Any, Protocol
@@ -63,6 +64,30 @@ def die_with_parent() -> None:
         pass  # not Linux: the pool's own shutdown still applies
 
 
+class HopsInFlight:
+    """URLs that redirect chains in flight are fetching in place right now. A URL is taken by one chain
+    at a time, and the crawl loop holds back a job for a URL that is taken (see Crawl._refill): the
+    chain's page row will stand for it. Safe from any thread or greenlet."""
+
+    def __init__(self) -> None:
+        self._urls: set[str] = set()
+        self._lock = threading.Lock()  # held only around set operations: safe under gevent too
+
+    def take(self, url: str) -> bool:
+        with self._lock:
+            if url in self._urls:
+                return False
+            self._urls.add(url)
+            return True
+
+    def release(self, urls: Iterable[str]) -> None:
+        with self._lock:
+            self._urls.difference_update(urls)
+
+    def __contains__(self, url: object) -> bool:
+        return url in self._urls
+
+
 class _Quiet:
     """A notifier that notifies nobody (see ExtractionPool)."""
 
@@ -111,34 +136,39 @@ class Worker:
     ) -> None:
         self.engine, self.settings, self.scope = engine, settings, scope
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
+        self.following = HopsInFlight()
         # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
         cap = min(settings.limits.max_bytes, ROBOTS_MAX_BYTES)
         self.robots_limits = dataclasses.replace(settings.limits, max_bytes=cap, truncate=True)
 
     def page(self, job: Job) -> Outcome:
+        """The job's outcome, with the redirect hops it followed in place (the loop releases them)."""
+        followed: list[str] = []
         try:
-            return self._page(job)
+            return self._page(job, followed)
         except Exception as exc:  # noqa: BLE001 (a bug must cost one page, not the crawl)
-            return Outcome(job, Response(job.url, job.url, error=f"internal: {exc!r}"[:500]))
+            error = f"internal: {exc!r}"[:500]
+            return Outcome(job, Response(job.url, job.url, error=error), None, tuple(followed))
 
-    def _page(self, job: Job) -> Outcome:
+    def _page(self, job: Job, followed: list[str]) -> Outcome:
         blocked = self.guard.check(job.url)
         if blocked:
             return Outcome(job, Response(job.url, job.url, error=blocked))
-        follow = self._follower(job.url)
+        follow = self._follower(job.url, followed)
         response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow)
         page = self._extract(response) if response.error is None and is_html(response) else None
         response.length, response.body = len(response.body), b""
-        return Outcome(job, response, page)
+        return Outcome(job, response, page, tuple(followed))
 
-    def _follower(self, url: str) -> Callable[[str], bool]:
+    def _follower(self, url: str, followed: list[str]) -> Callable[[str], bool]:
         """Redirect hops followed in place: same host, in scope, not a trap, allowed by robots.txt and the
-        private-address rule, not seen before. Any other target is left to the crawl loop to queue."""
+        private-address rule, not known to the frontier nor taken by another chain. Each one followed is
+        added to `followed`. Any other target is left to the crawl loop to queue."""
         host = host_of(url)
 
         def follow(hop: str) -> bool:
             rules = self.scheduler.rules_for(hop)
-            return (
+            if not (
                 host_of(hop) == host
                 and self.scope.allows(hop)
                 and trap_reason(hop, self.settings.limits.max_url_length) is None
@@ -146,7 +176,11 @@ class Worker:
                 and rules.allowed(hop, self.settings.user_agent)
                 and self.guard.check(hop) is None
                 and not self.is_known(hop)
-            )
+                and self.following.take(hop)
+            ):
+                return False
+            followed.append(hop)
+            return True
 
         return follow
 

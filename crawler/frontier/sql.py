@@ -87,8 +87,7 @@ class SqlFrontier:
         """(url, host) of every URL of the crawl's frontier, in any state, streamed in batches."""
         query = select(frontier.c.url, frontier.c.host).where(frontier.c.crawl_id == self.crawl_id)
         with self.engine.connect() as conn, conn.execution_options(yield_per=10_000).execute(query) as rows:
-            for url, host in rows:
-                yield url, host
+            yield from ((url, host) for url, host in rows)  # plain tuples, not Rows
 
     def pending(self) -> int:
         """Jobs queued or claimed."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import run_cli
-from servers import serve, static
+from servers import AdversarialServer, redirect, serve, static
 from sqlalchemy import text
 
 from crawler.crawl import Crawl
@@ -114,26 +114,26 @@ def test_gevent_with_two_extraction_processes_does_not_hang(site_factory, db: Pa
 
 
 class HoldBack:
-    """An engine that runs one job per poll, in the order given, except the job for `late`, held back
-    until the job for `first` has run: a page's answer arriving after a deeper page's, deterministically."""
+    """An engine that runs each job as it is submitted and hands the outcomes back one per poll, in that
+    order, except the outcome for `late`, held back until the one for `first` is handed back (or is all
+    that is left): a page's answer arriving after other pages' answers, deterministically."""
 
     name = "hold-back"
 
     def __init__(self, late: str, first: str) -> None:
-        self.late, self.first, self.first_ran = late, first, False
-        self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.late, self.first, self.first_done = late, first, False
+        self.done: list[tuple[str, Any]] = []  # (the job's URL, its outcome)
         self._session = make_session(2, "test")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.pending.append((fn, args))
+        self.done.append((args[0].url, fn(*args)))
 
     def results(self, timeout: float) -> list[Any]:
-        for i, (fn, args) in enumerate(self.pending):
-            if args[0].url != self.late or self.first_ran:
-                del self.pending[i]
-                self.first_ran |= args[0].url == self.first
-                return [fn(*args)]
-        self.first_ran = True  # (only `late` is left: a bug elsewhere; let the crawl end)
+        for i, (url, outcome) in enumerate(self.done):
+            if url != self.late or self.first_done or len(self.done) == 1:
+                del self.done[i]
+                self.first_done |= url == self.first
+                return [outcome]
         return []
 
     def session(self) -> Any:
@@ -162,3 +162,37 @@ def test_max_depth_counts_the_shortest_path_found_before_the_fetch(tmp_path: Pat
         with store.engine.connect() as conn:
             depths = dict(conn.execute(text("SELECT url, depth FROM frontier")).all())
     assert depths[server.url("/x")] == 2 and depths[server.url("/z")] == 3
+
+
+def redirect_race(tmp_path: Path, x_route: Any) -> tuple[AdversarialServer, dict[str, tuple[str, str]]]:
+    """/p redirects to /x, which the crawl follows in place; before /p's outcome is in, /q's link to /x
+    is queued and claimed. The server, and {url: (final_url, error)} of the pages stored."""
+    with serve() as server, closing(open_store(str(tmp_path / "crawl.db"))) as store:
+        server.mount("/", static(b'<html><a href="/p">p</a> <a href="/q">q</a></html>'))
+        server.mount("/p", redirect("/x"))
+        server.mount("/q", static(b'<html><a href="/x">x</a></html>'))
+        server.mount("/x", x_route)
+        settings = Settings(limits=Limits(concurrency=2, per_host=2, retries=0), parse_workers=0,
+                            ignore_robots=True)
+        seeds = [server.url("/")]
+        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+        engine = HoldBack(late=server.url("/p"), first=server.url("/x"))
+        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
+        assert crawl.run(Progress(enabled=False)) == "finished"
+        with store.engine.connect() as conn:
+            assert set(conn.execute(text("SELECT state FROM frontier")).scalars()) == {"done"}
+            rows = conn.execute(text("SELECT url, final_url, error FROM pages")).all()
+    return server, {url.removeprefix(server.base): (final, error) for url, final, error in rows}
+
+
+def test_a_redirect_target_linked_directly_meanwhile_is_fetched_once(tmp_path: Path) -> None:
+    """The job for /x waits for /p's chain, which stands for it: the server sees /x once."""
+    server, pages = redirect_race(tmp_path, static(b"<html><title>x</title></html>"))
+    assert len(server.hits("/x")) == 1
+    assert pages == {"/": (server.url("/"), None), "/p": (server.url("/x"), None), "/q": (server.url("/q"), None)}
+
+
+def test_a_redirect_target_whose_chain_failed_is_fetched_on_its_own(tmp_path: Path) -> None:
+    server, pages = redirect_race(tmp_path, "/reset")
+    assert len(server.hits("/x")) == 2
+    assert pages["/p"][1].startswith("connection error") and pages["/x"][1].startswith("connection error")

@@ -27,11 +27,19 @@ def read_seeds(args: Iterable[str]) -> tuple[list[str], list[str]]:
     for where, text in _lines(args):
         try:
             seeds[normalize(text)] = None
-        except InvalidURL:
-            warnings.append(f"{where}: not an http(s) URL, skipped: {text[:80]!r}")
+        except InvalidURL as exc:
+            warnings.append(f"{where}: {str(exc)[:200]}, skipped")
     if not seeds:
-        raise SeedError("no valid seed URLs given")
+        raise SeedError(nothing_valid(warnings))
     return list(seeds), warnings
+
+
+def nothing_valid(warnings: list[str]) -> str:
+    """The one line for seeds of which none is usable, with the first reason."""
+    if not warnings:
+        return "no valid seed URLs given"
+    more = f", and {len(warnings) - 1} more" if len(warnings) > 1 else ""
+    return f"no valid seed URLs given ({warnings[0].removesuffix(', skipped')}{more})"
 
 
 def _lines(args: Iterable[str]) -> Iterator[tuple[str, str]]:

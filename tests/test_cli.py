@@ -96,7 +96,8 @@ def test_junk_lines_are_skipped_with_a_warning_and_good_lines_crawled(site_facto
     seeds.write_text(f"# seeds\nthis is junk\n{site.url}\n")
     result = run_cli(str(seeds), "--db", str(db), "--max-depth", "0")
     assert result.returncode == 0, result.stderr
-    assert f"{seeds}:2: not an http(s) URL" in result.stderr and "Traceback" not in result.stderr
+    assert f"{seeds}:2: 'this is junk': not an http(s) URL, skipped" in result.stderr
+    assert "Traceback" not in result.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT url FROM pages").fetchall() == [(site.url,)]
 

@@ -15,8 +15,8 @@ def test_files_and_urls_with_comments_blanks_and_junk(tmp_path: Path) -> None:
     urls, warnings = read_seeds([str(seeds), "http://c.example/#frag", "http://a.example/x"])
     assert urls == ["http://a.example/x", "https://b.example/", "http://c.example/"]
     assert warnings == [
-        f"{seeds}:4: not an http(s) URL, skipped: 'not a url'",
-        f"{seeds}:5: not an http(s) URL, skipped: 'ftp://x/'",
+        f"{seeds}:4: 'not a url': not an http(s) URL, skipped",
+        f"{seeds}:5: 'ftp://x/': not an http(s) URL, skipped",
     ]
 
 
@@ -27,6 +27,11 @@ def test_missing_file_and_nothing_valid(tmp_path: Path) -> None:
     junk.write_bytes(b"\xff\xfe garbage\n")
     with pytest.raises(SeedError, match="no valid seed URLs"):
         read_seeds([str(junk)])
+    with pytest.raises(SeedError) as bad_arguments:
+        read_seeds(["http://exa mple.com/", "http://a.test:99999/"])
+    assert str(bad_arguments.value) == (
+        "no valid seed URLs given (argument: 'http://exa mple.com/': invalid host 'exa mple.com', and 1 more)"
+    )
 
 
 def test_the_shipped_python_seed_list_parses() -> None:

@@ -83,9 +83,9 @@ _COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
 
 def decode_html(body: bytes, content_type_header: str | None) -> tuple[str, str]:
     """Decode an HTML body; return (text, the Python codec name used)."""
-    for bom, encoding in _BOMS:
+    for bom, bom_encoding in _BOMS:
         if body.startswith(bom):
-            return _decode(body[len(bom) :], encoding)
+            return _decode(body[len(bom) :], bom_encoding)
     encoding = header_charset(content_type_header) or meta_charset(body)
     if encoding:
         return _decode(body, encoding)

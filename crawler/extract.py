@@ -131,7 +131,7 @@ class HTMLBuilder(LXMLTreeBuilder):
             soup.current_data.append(" ")
 
     def data(self, data: str) -> None:  # type: ignore[override]
-        self.soup.current_data.append(data)  # type: ignore[union-attr]  (what soup.handle_data does)
+        self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
 
 
 def _blank(chunks: list[str]) -> bool:

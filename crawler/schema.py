@@ -127,8 +127,9 @@ links = Table(
 
 def insert_ignore(dialect_name: str, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING for the dialect at hand (SQLite or PostgreSQL)."""
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect_name]
-    return insert(table).on_conflict_do_nothing()
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False) -> int:

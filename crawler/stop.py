@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_FOR_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 HARD_STOP_SECONDS = 2.0  # after the second signal, the process ends this soon even if cleanup hangs
 STOPPING = b"crawl: stopping (Ctrl-C again to stop at once)\n"
 

@@ -221,7 +221,7 @@ class SiteServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self.socket.getsockname()[:2]
         return f"http://{host}:{port}/"
 
     def page_number(self, path: str) -> int | None:

@@ -9,7 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
+
+from crawler.cli import cli
 
 
 def assert_one_line_error(result, code: int, needle: str) -> None:  # type: ignore[no-untyped-def]
@@ -27,18 +29,21 @@ def crawled(site_factory, tmp_path_factory) -> Path:  # type: ignore[no-untyped-
     return db
 
 
-@pytest.mark.parametrize("command", [[], ["crawl"], ["sql"], ["stats"]])
+@pytest.mark.parametrize("command", [[], ["crawl"], ["sql"], ["stats"], ["bench"]])
 def test_help_of_every_command(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
 
 
-def test_crawl_help_lists_every_option() -> None:
+def test_crawl_help_lists_every_option_and_the_readme_documents_it() -> None:
     out = run_cli("crawl", "--help").stdout
-    for option in ("--engine", "--concurrency", "--db", "--max-depth", "--max-pages", "--scope", "--include",
-                   "--exclude", "--parse-workers", "--user-agent", "--quiet", "--per-host", "--delay",
-                   "--timeout", "--retries", "--max-bytes", "--ignore-robots", "--allow-private"):
-        assert option in out
+    options = [name for param in cli.commands["crawl"].params for name in param.opts if name.startswith("--")]
+    assert {"--engine", "--concurrency", "--db", "--max-depth", "--max-pages", "--scope", "--include",
+            "--exclude", "--parse-workers", "--user-agent", "--quiet", "--per-host", "--delay", "--timeout",
+            "--retries", "--max-bytes", "--ignore-robots", "--allow-private"} <= set(options)
+    readme = (ROOT / "README.md").read_text()
+    for option in options:
+        assert option in out and f"| `{option}" in readme, option
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])

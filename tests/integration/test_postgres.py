@@ -70,7 +70,7 @@ def test_a_crawl_into_postgresql_then_sql_and_stats(site: Site, pg_db: str, engi
 def test_a_killed_crawl_resumes_to_a_complete_one(site: Site, pg_db: str) -> None:
     """SIGKILL of the whole process group mid-crawl, then `crawl --db URL` on the other engine."""
     job = Job(site.url, "--db", pg_db, "--engine", "gevent", *FAST)
-    wait_for(stored(pg_db, 100), "100 pages", job)
+    wait_for(stored(pg_db, 50), "50 pages", job)  # (plus up to a commit: well short of the 300)
     descendants = job.descendants()
     job.signal(signal.SIGKILL, group=True)
     assert job.wait(10) == -signal.SIGKILL

@@ -143,12 +143,15 @@ def finish(job: Job, db: Path, site: Site, pages: int = PAGES) -> None:
 # -- the tests ---------------------------------------------------------------------------------------------
 
 
+# A run stores the pages it waits for and then up to one more commit (0.5 s of fetching, at most 200 pages)
+# before its signal lands. The waits below are small enough that no run finishes the 1000-page site
+# before its signal, even on a fast machine: with 200-page overshoots, 960 pages by the last wait.
 KILLS = [  # (engine, pages the run stores before its SIGKILL (0: none, once the crawl row exists), group?)
     ("gevent", 0, True),  # right after start: the seeds are queued in the same transaction as the crawl row
-    ("threads", 200, False),  # the crawl process alone: its extraction processes must die with it
-    ("gevent", 150, False),
-    ("threads", 150, True),
-    ("gevent", 100, True),  # late (a commit can store up to 200 pages at once: leave room for the last run)
+    ("threads", 120, False),  # the crawl process alone: its extraction processes must die with it
+    ("gevent", 100, False),
+    ("threads", 100, True),
+    ("gevent", 60, True),  # late
 ]
 
 
@@ -167,10 +170,10 @@ def test_killed_at_any_moment_resumes_to_every_page_exactly_once(site: Site, tmp
 
 
 STOPS = [  # (engine, pages the run stores before the signal, the signal, to the whole group?)
-    ("gevent", 120, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
-    ("threads", 120, signal.SIGINT, True),
-    ("gevent", 120, signal.SIGTERM, False),  # `kill PID`
-    ("threads", 120, signal.SIGTERM, True),  # a service manager stopping the whole group
+    ("gevent", 90, signal.SIGINT, True),  # a terminal's Ctrl-C goes to the whole foreground group
+    ("threads", 90, signal.SIGINT, True),
+    ("gevent", 90, signal.SIGTERM, False),  # `kill PID`
+    ("threads", 60, signal.SIGTERM, True),  # a service manager stopping the whole group
 ]
 
 
@@ -278,7 +281,7 @@ def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path:
 def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:
     """--max-pages counts across a kill and a resume; a finished crawl is never resumed."""
     db = tmp_path / "crawl.db"
-    ready = stored_more(db, 100)
+    ready = stored_more(db, 60)  # (plus a commit of overshoot: still well short of 300)
     kill(start(site, db, "gevent", "--max-pages", "300"), db, ready, group=True)
     assert resume(db, "threads").wait() == 0
     assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(300, 300)]

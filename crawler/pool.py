@@ -1,23 +1,103 @@
-"""The extraction pool's life: started immune to signals meant for the crawl, ended in bounded time.
+"""The extraction pool's life: started immune to signals meant for the crawl, ended in bounded time,
+and each task bounded in time inside its process.
 
 Ctrl-C in a terminal goes to the whole foreground process group, and a service manager may SIGTERM the
 whole group too: the extraction processes are the crawl's to stop, so they are born with SIGINT and
 SIGTERM blocked (also while they are still starting up: no tracebacks), keep extracting while the crawl
 winds down, and are SIGKILLed by the crawl when it closes, or at its exit, or by the kernel if the crawl
-dies (PR_SET_PDEATHSIG, see crawler.worker.die_with_parent).
+dies (PR_SET_PDEATHSIG, see die_with_parent).
+
+A task runs through `run_within`: an alarm in the extraction process interrupts a page that takes too
+long (a pathological parse), so the process is free for the next one. A process that dies (the OOM
+killer, a segfault) takes its task with it: the engines stop waiting after `dead_after(limit)`.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import multiprocessing
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.pool import Pool
+from typing import Any, TypeVar
 
-from crawler.worker import start_pool
-
+T = TypeVar("T")
 STOP_SECONDS = 2.0  # bound on each step of stopping the pool
+PR_SET_PDEATHSIG = 1
+
+
+class TooSlow(Exception):
+    """An extraction ran past its time limit (raised in the extraction process, pickled back)."""
+
+
+class _Alarm(BaseException):
+    """The alarm going off: a BaseException, so that no `except Exception` on the way (extract's own, a
+    library's) takes it for an ordinary failure and carries on."""
+
+
+def run_within(seconds: float, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args), interrupted by TooSlow after `seconds` (in an extraction process: see die_with_parent)."""
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Alarm:
+        raise TooSlow(f"over {seconds:g} s") from None
+
+
+def dead_after(limit: float) -> float:
+    """How long to wait for a task run within `limit` before taking its process for dead: its own limit,
+    as long again for waiting its turn in the task queue, and a second for the round trip."""
+    return 2 * limit + 1.0
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _Alarm()
+
+
+def die_with_parent() -> None:
+    """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGALRM, _alarm)  # run_within's
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown still applies
+
+
+class _Quiet:
+    """A notifier that notifies nobody (see ExtractionPool)."""
+
+    def put(self, item: object) -> None:
+        pass
+
+
+class ExtractionPool(Pool):
+    """multiprocessing's Pool with a quieter worker-handler thread.
+
+    That thread (which replaces dead workers) also wakes whenever a result is waiting in the pool's
+    pipe, often several times per result until the result thread has read it, and whenever the result
+    cache empties. Under gevent each wake-up is a round of green polls on that thread: about a tenth of
+    the crawl process' CPU. Here it waits for what it acts on: a worker's exit, close() or terminate().
+    (So close() then join() with results still pending would wait for good: the crawl terminates.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache.notifier = _Quiet()  # type: ignore[attr-defined]
+
+    def _get_sentinels(self) -> list[Any]:
+        return [self._change_notifier._reader]  # type: ignore[attr-defined]
+
+
+def start_pool(workers: int) -> Pool:
+    """The extraction processes. spawn: a child must not inherit a monkey-patched interpreter."""
+    return ExtractionPool(workers, initializer=die_with_parent, context=multiprocessing.get_context("spawn"))
 
 
 def start_extraction(workers: int) -> Pool | None:

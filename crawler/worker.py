@@ -1,4 +1,5 @@
-"""The worker: what one greenlet or pool thread does with a job (guard, fetch, extract), and the extraction pool.
+"""The worker: what one greenlet or pool thread does with a job (guard, fetch, extract in the extraction
+pool of crawler.pool), and the redirect hops in flight that the crawl loop must know of.
 
 Runs on the engine's workers, never on the crawl loop. Every function here returns a value and never
 raises, so one broken page can't stall the loop: trouble ends up in the record's `error`.
@@ -6,10 +7,7 @@ raises, so one broken page can't stall the loop: trouble ends up in the record's
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import multiprocessing
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any, Protocol
 from crawler.extract import extract
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import fetch_one
+from crawler.pool import TooSlow, dead_after, run_within
 from crawler.records import Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
@@ -55,15 +54,6 @@ class RobotsResult:
         return None
 
 
-def die_with_parent() -> None:
-    """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the pool's own shutdown still applies
-
-
 class HopsInFlight:
     """URLs that redirect chains in flight are fetching in place right now. A URL is taken by one chain
     at a time, and the crawl loop holds back a job for a URL that is taken (see Crawl._refill): the
@@ -86,36 +76,6 @@ class HopsInFlight:
 
     def __contains__(self, url: object) -> bool:
         return url in self._urls
-
-
-class _Quiet:
-    """A notifier that notifies nobody (see ExtractionPool)."""
-
-    def put(self, item: object) -> None:
-        pass
-
-
-class ExtractionPool(Pool):
-    """multiprocessing's Pool with a quieter worker-handler thread.
-
-    That thread (which replaces dead workers) also wakes whenever a result is waiting in the pool's
-    pipe, often several times per result until the result thread has read it, and whenever the result
-    cache empties. Under gevent each wake-up is a round of green polls on that thread: about a tenth of
-    the crawl process' CPU. Here it waits for what it acts on: a worker's exit, close() or terminate().
-    (So close() then join() with results still pending would wait for good: the crawl terminates.)
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._cache.notifier = _Quiet()  # type: ignore[attr-defined]
-
-    def _get_sentinels(self) -> list[Any]:
-        return [self._change_notifier._reader]  # type: ignore[attr-defined]
-
-
-def start_pool(workers: int) -> Pool:
-    """The extraction processes. spawn: a child must not inherit a monkey-patched interpreter."""
-    return ExtractionPool(workers, initializer=die_with_parent, context=multiprocessing.get_context("spawn"))
 
 
 def is_html(response: Response) -> bool:
@@ -186,11 +146,14 @@ class Worker:
 
     def _extract(self, response: Response) -> Page | None:
         args = (response.final_url, response.body, response.headers.get("content-type"))
+        limit = self.settings.limits.parse_timeout
         try:
             if self.pool is None:
                 return extract(*args)
-            return self.engine.apply(self.pool, extract, args, self.settings.limits.parse_timeout)
-        except TimeoutError as exc:  # its process hung, or died (the pool starts another)
+            return self.engine.apply(self.pool, run_within, (limit, extract, *args), dead_after(limit))
+        except TooSlow:  # interrupted in its process, which goes on with the next page
+            response.error = f"parse error: extraction took over {limit:g} s"
+        except TimeoutError as exc:  # its process died (the pool starts another) or hung in C code
             response.error = f"parse error: extraction gave {exc}"
         except Exception as exc:  # noqa: BLE001 (a bug in extraction costs one page)
             response.error = f"parse error: {exc!r}"[:500]

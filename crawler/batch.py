@@ -87,12 +87,7 @@ def insert_links(conn: Connection, outcomes: list[Outcome], page_ids: dict[str, 
 
 def mark_redirects_done(conn: Connection, crawl_id: int, outcomes: list[Outcome]) -> None:
     """A successful redirect's target is done: insert it as done, or flip it to done if known."""
-    targets = {
-        o.response.final_url: o.job.depth
-        for o in outcomes
-        if o.response.error is None and o.response.final_url and o.response.final_url != o.job.url
-        and not 300 <= (o.response.status or 0) < 400  # a 3xx was not followed: its target is crawled on its own
-    }
+    targets = {o.response.followed_to: o.job.depth for o in outcomes if o.response.followed_to}
     if not targets:
         return
     rows = [

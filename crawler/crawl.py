@@ -195,7 +195,7 @@ class Crawl:
             job = self.parked.pop(url, None)
             if job is None:
                 continue
-            if url == response.final_url and response.error is None:
+            if url == response.followed_to:
                 self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
             else:
                 self.scheduler.add([job])
@@ -218,8 +218,8 @@ class Crawl:
         error (a loop, too many hops) queues nothing: its chain must not be re-entered as a new job."""
         depth = outcome.job.depth + 1
         response = outcome.response
-        if response.error is None and response.final_url != response.url and 300 <= (response.status or 0) < 400:
-            self._keep([response.final_url], outcome.job.depth)
+        if response.redirect_left:
+            self._keep([response.redirect_left], outcome.job.depth)
         if outcome.page and self._depth_ok(depth):
             self._keep([link.url for link in outcome.page.links], depth)
 

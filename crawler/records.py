@@ -32,6 +32,23 @@ class Response:
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
+    @property
+    def followed_to(self) -> str | None:
+        """Where redirects followed in place led, when they ended in an answer that is not a redirect:
+        this fetch's row stands for that URL too."""
+        return self.final_url if self._moved() and not self._is_redirect() else None
+
+    @property
+    def redirect_left(self) -> str | None:
+        """The target of a redirect this fetch did not follow in place: it is crawled as its own URL."""
+        return self.final_url if self._moved() and self._is_redirect() else None
+
+    def _moved(self) -> bool:
+        return self.error is None and bool(self.final_url) and self.final_url != self.url
+
+    def _is_redirect(self) -> bool:
+        return 300 <= (self.status or 0) < 400
+
 
 @dataclass(slots=True)
 class Link:

@@ -16,7 +16,7 @@ from crawler.crawl import Crawl
 from crawler.fetch.http import make_session
 from crawler.progress import Progress
 from crawler.settings import Limits, Settings
-from crawler.store import open_store
+from crawler.store import Store, open_store
 from crawler.testsite import links_of, path_of, reachable, title_of
 from crawler.urls import Scope
 
@@ -143,6 +143,15 @@ class HoldBack:
         self._session.close()
 
 
+def crawl_held_back(store: Store, server: AdversarialServer, settings: Settings, late: str, first: str) -> None:
+    """Crawl the server from / in process, on a HoldBack engine holding `late` back until `first`."""
+    seeds = [server.url("/")]
+    crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+    engine = HoldBack(late=server.url(late), first=server.url(first))
+    crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
+    assert crawl.run(Progress(enabled=False)) == "finished"
+
+
 def test_max_depth_counts_the_shortest_path_found_before_the_fetch(tmp_path: Path) -> None:
     """X is found first at depth 3 (/ -> /b -> /c -> /x) and then at depth 2 (/ -> /a -> /x), while it
     is still queued: it is fetched at depth 2, so its link /z (depth 3) is within --max-depth 3."""
@@ -154,11 +163,7 @@ def test_max_depth_counts_the_shortest_path_found_before_the_fetch(tmp_path: Pat
             server.mount(path, static(f"<html><title>{path}</title>{links}</html>".encode()))
         settings = Settings(limits=Limits(concurrency=2, per_host=2), parse_workers=0, ignore_robots=True,
                             max_depth=3)
-        seeds = [server.url("/")]
-        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
-        engine = HoldBack(late=server.url("/a"), first=server.url("/c"))
-        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
-        assert crawl.run(Progress(enabled=False)) == "finished"
+        crawl_held_back(store, server, settings, late="/a", first="/c")
         with store.engine.connect() as conn:
             depths = dict(conn.execute(text("SELECT url, depth FROM frontier")).all())
     assert depths[server.url("/x")] == 2 and depths[server.url("/z")] == 3
@@ -174,11 +179,7 @@ def redirect_race(tmp_path: Path, x_route: Any) -> tuple[AdversarialServer, dict
         server.mount("/x", x_route)
         settings = Settings(limits=Limits(concurrency=2, per_host=2, retries=0), parse_workers=0,
                             ignore_robots=True)
-        seeds = [server.url("/")]
-        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
-        engine = HoldBack(late=server.url("/p"), first=server.url("/x"))
-        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
-        assert crawl.run(Progress(enabled=False)) == "finished"
+        crawl_held_back(store, server, settings, late="/p", first="/x")
         with store.engine.connect() as conn:
             assert set(conn.execute(text("SELECT state FROM frontier")).scalars()) == {"done"}
             rows = conn.execute(text("SELECT url, final_url, error FROM pages")).all()

@@ -17,16 +17,16 @@ from click.core import ParameterSource
 from click_default_group import DefaultGroup
 
 from crawler import __version__, runner
-from crawler.query import QueryError, format_rows, format_stats, run_readonly, stats
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
-from crawler.store import StoreError
+from crawler.store.db import StoreError
+from crawler.store.query import QueryError, format_rows, format_stats, run_readonly, stats
 
 DEFAULTS, LIMITS = Settings(), Limits()
 DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,
                          help="SQLAlchemy URL, or a path to a SQLite file. [env CRAWL_DB]")
 USER_ERRORS: dict[type[Exception], int] = {
-    SeedError: 2, runner.NothingToResume: 2, QueryError: 2, StoreError: 1, ValueError: 2,
+    SeedError: 2, runner.NothingToResume: 2, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
 }
 
 

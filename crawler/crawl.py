@@ -1,7 +1,10 @@
-"""The crawl loop, the one place the pieces meet: frontier -> scheduler -> engine -> store -> frontier.
+"""The crawl loop, the one place the pieces meet: frontier -> scheduler -> engine -> sink -> frontier.
 
-Runs on the main thread (or the main greenlet). It is the only writer: outcomes are batched and
-saved with their discovered links and frontier transitions in one transaction.
+Runs on the main thread (or the main greenlet) and takes its backends as Protocols: a Frontier
+(crawler.frontier), a Sink (crawler.store) and an Engine (crawler.fetch.base); it never knows whether
+they are SQLite, PostgreSQL, Redis or fakes. The clock is an argument too. Outcomes are batched; a
+flush writes, in this order, each step idempotent so a crash between two is healed by a redo:
+the links found (frontier.add), the pages (sink.save), the jobs settled (frontier.done).
 """
 
 from __future__ import annotations
@@ -10,46 +13,57 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from crawler.discovery import Discovery, HostBudget
+from crawler.extract.pool import start_extraction, stop_pool
+from crawler.fetch.base import FetchEngine
 from crawler.fetch.guard import AddressGuard
-from crawler.frontier.sql import SqlFrontier
+from crawler.frontier import Frontier
+from crawler.jobs import JobRunner, RobotsResult
 from crawler.politeness import Politeness
-from crawler.pool import start_extraction, stop_pool
 from crawler.progress import Progress
 from crawler.records import Job, Outcome, Response
-from crawler.scheduler import HostBudget, Scheduler
+from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.stop import Stop
-from crawler.store import Store, StoreError
-from crawler.urls import Scope, host_of, trap_reason
-from crawler.worker import RobotsResult, Worker
+from crawler.store import Sink
+from crawler.store.db import StoreError
+from crawler.urls import Scope, host_of
 
-BATCH_SIZE = 200  # outcomes per write transaction
+BATCH_SIZE = 200  # outcomes per write
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
-SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
-REFUSED = -1  # in `seen`: a URL out of scope, a trap, or over its host's budget
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
+Clock = Callable[[], float]
 
 
 @dataclass
 class Tally:
+    clock: Clock
     pages: int = 0
     errors: int = 0
     claimed: int = 0  # jobs taken from the frontier by this run
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def rate(self) -> float:
-        return self.pages / max(time.monotonic() - self.started, 1e-9)
+        return self.pages / max(self.clock() - self.started, 1e-9)
+
+
+@dataclass
+class Batch:
+    """Outcomes not yet written, and the claimed jobs not yet settled (given back if the crawl stops)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    held: set[Job] = field(default_factory=set)
 
 
 class Crawl:
-    def __init__(self, settings: Settings, store: Store, crawl_id: int, scope: Scope, engine: Any,
-                 stop: Stop | None = None):
+    def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
+                 stop: Stop | None = None, clock: Clock = time.monotonic):
         limits = settings.limits
-        self.settings, self.store, self.crawl_id, self.engine = settings, store, crawl_id, engine
-        self.frontier = SqlFrontier(store.engine, crawl_id)
-        self.scope = scope
+        self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
         self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
                                    obey_robots=not settings.ignore_robots)
@@ -57,18 +71,15 @@ class Crawl:
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
-        self.worker = Worker(engine, settings, self.scope, self.scheduler, guard, self.frontier.is_known,
-                             self.pool)
-        self.tally = Tally(pages=store.page_count(crawl_id))  # what a resumed crawl already has
+        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool)
+        self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
-        self.host_budget = self._host_budget()
-        self.batch: list[Outcome] = []
-        self.discovered: list[tuple[str, str, int]] = []  # (url, host, depth) to queue
-        self.shallower: list[tuple[str, int]] = []  # (url, depth) found again by a shorter path
+        self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())
+        self.batch = Batch()
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
-        self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED. A cache: the frontier dedups
-        self.last_flush = time.monotonic()
+        self.last_flush = clock()
         self.in_flight = 0
+        self.closed = False
 
     def _host_budget(self) -> HostBudget:
         """--max-pages-per-host, counting what the frontier already holds (a resumed crawl's earlier runs)."""
@@ -103,13 +114,14 @@ class Crawl:
             self.close()
 
     def _loop(self) -> None:
+        concurrency = self.settings.limits.concurrency
         while self.stop_signal is None:
             self._refill()
-            if self.discovered and len(self.scheduler) < self.settings.limits.concurrency:
+            if self.discovery.found and len(self.scheduler) < concurrency:
                 self.flush()  # running low on work: make what was discovered claimable now
                 self._refill()
-            if self.in_flight < self.settings.limits.concurrency:  # backpressure: the engine's queue is bounded
-                self._dispatch(time.monotonic())
+            if self.in_flight < concurrency:  # backpressure: the engine's queue is bounded
+                self._dispatch(self.clock())
             if not self.in_flight and not len(self.scheduler):
                 self.flush()
                 self._refill()
@@ -118,6 +130,7 @@ class Crawl:
             self._collect(self._wait_time())
             if self._flush_due():
                 self.flush()
+            self.sink.alive()
 
     def _refill(self) -> None:
         room = min(self.scheduler.room(), self._budget_left())
@@ -127,14 +140,15 @@ class Crawl:
         per_host = 2 * self.settings.limits.per_host
         jobs = self.frontier.claim(room, self.scheduler.crowded_hosts(per_host), per_host)
         self.tally.claimed += len(jobs)
+        self.batch.held.update(jobs)
         for job in jobs:
-            self.host_budget.note(job.url, host_of(job.url))
+            self.discovery.budget.note(job.url, host_of(job.url))
         self.scheduler.add(self._unless_followed(jobs))
 
     def _unless_followed(self, jobs: list[Job]) -> list[Job]:
         """The jobs, less those for a URL a redirect chain in flight is fetching in place: parked until
         that chain's outcome arrives (see _unpark). It stays claimed meanwhile, so a crash loses nothing."""
-        following = self.worker.following
+        following = self.jobs.following
         for job in jobs:
             if job.url in following:
                 self.parked[job.url] = job
@@ -148,20 +162,18 @@ class Crawl:
     def _dispatch(self, now: float) -> None:
         ready = self.scheduler.take(now)
         for origin in ready.robots:
-            self._submit(self.worker.robots, origin)
+            self.in_flight += 1
+            self.engine.submit(self.jobs.robots, origin)
         for job in ready.fetch:
-            self._submit(self.worker.page, job)
+            self.in_flight += 1
+            self.engine.submit(self.jobs.page, job)
         for job, reason in ready.refused:
             self._record(Outcome(job, Response(job.url, job.url, error=reason)))
-
-    def _submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
-        self.in_flight += 1
-        self.engine.submit(fn, arg)
 
     def _wait_time(self) -> float:
         if self.in_flight >= self.settings.limits.concurrency or not len(self.scheduler):
             return 0.25
-        return min(max(self.scheduler.wait_time(time.monotonic()), 0.005), 0.25)
+        return min(max(self.scheduler.wait_time(self.clock()), 0.005), 0.25)
 
     def _collect(self, timeout: float) -> None:
         for item in self.engine.results(timeout):
@@ -184,12 +196,12 @@ class Crawl:
         self._finished(host_of(outcome.job.url), outcome.response)
         self._record(outcome)
         if outcome.followed:
-            self.worker.following.release(outcome.followed)
+            self.jobs.following.release(outcome.followed)
             self._unpark(outcome)
 
     def _unpark(self, outcome: Outcome) -> None:
         """Jobs parked behind this outcome's redirect chain: the one the chain ended on successfully is
-        done with it (its frontier row turns done with the chain's page row); any other is fetched."""
+        settled with it (its URL lands, see flush); any other is fetched."""
         response = outcome.response
         for url in outcome.followed:
             job = self.parked.pop(url, None)
@@ -197,87 +209,64 @@ class Crawl:
                 continue
             if url == response.followed_to:
                 self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
+                self.batch.held.discard(job)
             else:
                 self.scheduler.add([job])
 
     def _finished(self, host: str, response: Response) -> None:
         """Free the host's slot. A busy engine may have sent the request well after the scheduler let it
         start: now - elapsed is no earlier than when it went out, and politeness counts from there."""
-        now = time.monotonic()
+        now = self.clock()
         self.scheduler.politeness.finished(host, now, response.status, sent=now - response.elapsed_ms / 1000)
 
     def _record(self, outcome: Outcome) -> None:
-        self.batch.append(outcome)
-        self._discover(outcome)
+        self.batch.outcomes.append(outcome)
+        self.discovery.outcome(outcome)
         self.tally.pages += 1
         self.tally.errors += outcome.response.error is not None
         self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
 
-    def _discover(self, outcome: Outcome) -> None:
-        """Links (and a redirect target not followed in place) worth queueing. A redirect that ended in an
-        error (a loop, too many hops) queues nothing: its chain must not be re-entered as a new job."""
-        depth = outcome.job.depth + 1
-        response = outcome.response
-        if response.redirect_left:
-            self._keep([response.redirect_left], outcome.job.depth)
-        if outcome.page and self._depth_ok(depth):
-            self._keep([link.url for link in outcome.page.links], depth)
-
-    def _depth_ok(self, depth: int) -> bool:
-        return self.settings.max_depth is None or depth <= self.settings.max_depth
-
-    def _keep(self, urls: list[str], depth: int) -> None:
-        """Queue the new URLs in scope; a URL seen before at a greater depth gets this one if still queued
-        (with concurrency a longer path can be found first: --max-depth must count the shortest)."""
-        for url in urls:
-            known = self.seen.get(url)
-            if known is None:
-                self._admit(url, depth)
-            elif depth < known:
-                self.seen[url] = depth
-                self.shallower.append((url, depth))
-
-    def _admit(self, url: str, depth: int) -> None:
-        if len(self.seen) >= SEEN_MAX:
-            self.seen.clear()
-        self.seen[url] = REFUSED
-        if self.scope.allows(url) and trap_reason(url, self.settings.limits.max_url_length) is None:
-            host = host_of(url)
-            if self.host_budget.admit(url, host):  # --max-pages-per-host
-                self.seen[url] = depth
-                self.discovered.append((url, host, depth))
-
     # -- writing ---------------------------------------------------------------------------------
 
     def _flush_due(self) -> bool:
-        return len(self.batch) >= BATCH_SIZE or time.monotonic() - self.last_flush >= BATCH_SECONDS
+        return len(self.batch.outcomes) >= BATCH_SIZE or self.clock() - self.last_flush >= BATCH_SECONDS
 
     def flush(self) -> None:
-        if self.batch or self.discovered or self.shallower:
-            self.store.save(self.crawl_id, self.batch, self.discovered, self.shallower)
-            self.batch, self.discovered, self.shallower = [], [], []
-        self.last_flush = time.monotonic()
+        """Links first, then pages, then the jobs settled: a crash between two steps leaves jobs claimed,
+        which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds."""
+        found = self.discovery.take()
+        self.frontier.add(found.new)
+        self.frontier.lower_depth(found.shallower)
+        outcomes = self.batch.outcomes
+        if outcomes:
+            self.sink.save(outcomes)
+            landed = [(o.response.followed_to, host_of(o.response.followed_to), o.job.depth)
+                      for o in outcomes if o.response.followed_to]
+            jobs = [o.job for o in outcomes]
+            self.frontier.done(jobs, landed)
+            self.batch.held.difference_update(jobs)
+            self.batch.outcomes = []
+        self.last_flush = self.clock()
 
     # -- stopping --------------------------------------------------------------------------------
 
     def _wind_down(self) -> None:
-        """Let in-flight requests finish for a few seconds, then save what arrived.
-
-        Jobs still buffered or in flight stay 'claimed' in the frontier; resume puts them back.
-        """
+        """Let in-flight requests finish for a few seconds, save what arrived, and give back the rest."""
         self.scheduler.drain()
-        deadline = time.monotonic() + STOP_GRACE
-        while self.in_flight and time.monotonic() < deadline:
+        deadline = self.clock() + STOP_GRACE
+        while self.in_flight and self.clock() < deadline:
             self._collect(0.1)
         self._last_save()
 
     def _last_save(self) -> None:
-        """Save what arrived. A locked database is not waited for (runner.py makes the store give up
-        once a stop is asked for): what is not saved stays claimed, and is fetched again on resume."""
+        """Save what arrived and give back the jobs not done. A locked database is not waited for
+        (runner.py makes the store give up once a stop is asked for): what is not saved stays claimed,
+        and is fetched again on resume."""
         try:
             self.flush()
+            self.frontier.give_back(sorted(self.batch.held, key=lambda job: job.id))
         except StoreError as error:
-            print(f"crawl: {len(self.batch)} pages not saved ({error}); a resume fetches them again",
+            print(f"crawl: {len(self.batch.outcomes)} pages not saved ({error}); a resume fetches them again",
                   file=sys.stderr)
 
     def close(self) -> None:
@@ -287,3 +276,9 @@ class Crawl:
             stop_pool(self.pool)
             self.pool = None
         self.progress.close()
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sink.close()
+            except StoreError as error:
+                print(f"crawl: the run's end is not recorded ({error})", file=sys.stderr)

@@ -15,15 +15,20 @@ from dataclasses import dataclass
 from crawler.crawl import Crawl
 from crawler.fetch import load_engine
 from crawler.progress import Progress
-from crawler.schema import INTERRUPTED
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
-from crawler.store import Store, StoreError, open_store
-from crawler.urls import Scope
+from crawler.store.db import StoreError
+from crawler.store.schema import INTERRUPTED
+from crawler.store.sql import Store, open_store
+from crawler.urls import Scope, host_of
 
 
 class NothingToResume(Exception):
     """`crawl` without seeds found no unfinished crawl in the database."""
+
+
+class CrawlBusy(Exception):
+    """The crawl to resume is being worked on by a live process."""
 
 
 @dataclass
@@ -56,8 +61,8 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     with Stop().installed(exiting=True) as stop:
         store = open_store(settings.db).impatient(stop.requested)
         try:
-            crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)  # one transaction
-            return _run(settings, store, crawl_id, scope, stop)
+            crawl_id = store.start_crawl(seeds, settings.to_json())
+            return _run(settings, store, crawl_id, seeds, scope, stop)
         finally:
             store.close()
 
@@ -65,7 +70,8 @@ def start(settings: Settings, seeds: list[str]) -> Result:
 def resume(db: str, overrides: dict[str, object]) -> Result:
     """Resume the latest unfinished crawl in `db`, with its saved settings less `overrides`.
 
-    Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done.
+    Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done. A crawl
+    a live process still works on is not touched (CrawlBusy): its claims are that process's.
     """
     with Stop().installed(exiting=True) as stop:
         store = open_store(db).impatient(stop.requested)
@@ -76,8 +82,10 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
             crawl_id, seeds, settings_json = latest
             settings = with_overrides(Settings.from_json(settings_json), overrides)
             scope = scope_of(settings, seeds)
+            refuse_if_busy(store, crawl_id)
             store.resume(crawl_id)
-            return _run(settings, store, crawl_id, scope, stop)
+            store.frontier(crawl_id).recover()
+            return _run(settings, store, crawl_id, seeds, scope, stop)
         finally:
             store.close()
 
@@ -91,16 +99,29 @@ def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings
     return Settings.from_json(json.dumps(data))
 
 
+def refuse_if_busy(store: Store, crawl_id: int) -> None:
+    live = store.live_runs(crawl_id)
+    if live:
+        run = live[0]
+        raise CrawlBusy(f"crawl {crawl_id} is running in process {run.pid} on {run.host}: "
+                        "stop it first, or wait for it to end")
+
+
 def scope_of(settings: Settings, seeds: list[str]) -> Scope:
     return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
 
 
-def _run(settings: Settings, store: Store, crawl_id: int, scope: Scope, stop: Stop) -> Result:
+def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop) -> Result:
+    """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
+    whose first run died before queueing them still has a frontier."""
     began = time.monotonic()
+    frontier = store.frontier(crawl_id)
+    frontier.add((url, host_of(url), 0) for url in seeds)
+    sink = store.pages(crawl_id, store.start_run(crawl_id))
     engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
     crawl: Crawl | None = None
     try:
-        crawl = Crawl(settings, store, crawl_id, scope, engine, stop)
+        crawl = Crawl(settings, frontier, sink, engine, scope, stop)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)

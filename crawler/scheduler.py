@@ -109,39 +109,3 @@ class Scheduler:
         """Seconds until some buffered job could start by time alone (0 when one can start now)."""
         hosts = {host_of(job.url) for job in self._jobs}
         return min((self.politeness.wait_time(h, now) for h in hosts), default=0.0)
-
-
-class HostBudget:
-    """--max-pages-per-host: admits at most `limit` distinct URLs per host into the frontier (0: no limit).
-
-    Every admitted URL becomes exactly one page row, so a host ends with at most `limit` rows. The crawl
-    loop asks `admit` before queueing a discovered URL and calls `note` for each claimed job (seeds and
-    resumed jobs count too). Memory is bounded: a host under budget keeps at most `limit` URLs (to tell
-    a repeat from a new URL), a spent host only a marker. A resumed crawl first notes every URL its
-    frontier holds, so the budget spans all its runs.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._urls: dict[str, set[str] | None] = {}  # host -> admitted URLs; None once spent
-
-    def admit(self, url: str, host: str) -> bool:
-        """True if `url` may be queued: new to this budget and its host under the limit."""
-        return self.limit <= 0 or self._add(url, host)
-
-    def note(self, url: str, host: str) -> None:
-        """A job was claimed: its URL counts, whether or not this budget admitted it."""
-        if self.limit > 0:
-            self._add(url, host)
-
-    def spent(self, host: str) -> bool:
-        return self.limit > 0 and host in self._urls and self._urls[host] is None
-
-    def _add(self, url: str, host: str) -> bool:
-        urls = self._urls.setdefault(host, set())
-        if urls is None or url in urls:
-            return False
-        urls.add(url)
-        if len(urls) >= self.limit:
-            self._urls[host] = None
-        return True

@@ -8,7 +8,7 @@
   cleanup hangs. A third signal, or one after the crawl has closed, ends the process on the spot.
 
 Whatever the moment, the database holds whole transactions only (SQLite commits all of one or none),
-and the extraction processes go down with the crawl (PR_SET_PDEATHSIG, see crawler.worker).
+and the extraction processes go down with the crawl (PR_SET_PDEATHSIG, see crawler.extract.pool).
 """
 
 from __future__ import annotations

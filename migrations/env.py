@@ -13,7 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from crawler.schema import metadata
+from crawler.store.schema import metadata
 
 config = context.config
 
@@ -31,7 +31,7 @@ def configure(connection: Connection) -> None:
 
 
 def url() -> str:
-    from crawler.store import database_url
+    from crawler.store.db import database_url
 
     return database_url(config.get_main_option("sqlalchemy.url") or os.environ.get("CRAWLER_DB", "crawl.db"))
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from crawler.store import Store, open_store
+from crawler.store.sql import Store, open_store
 
 PG_SERVER = os.environ.get("CRAWLER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

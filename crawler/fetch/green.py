@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.pool import Pool
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.event
@@ -19,6 +19,8 @@ import gevent.queue
 import requests
 
 from crawler.fetch.http import make_session
+
+A = TypeVar("A")
 
 
 class GeventEngine:
@@ -32,10 +34,10 @@ class GeventEngine:
         self._wakeup = gevent.get_hub().loop.async_()
         self._wakeup.start(self._deliver)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._pool.spawn(lambda: self._done.put(fn(*args)))
+    def submit(self, fn: Callable[[A], object], arg: A) -> None:
+        self._pool.spawn(lambda: self._done.put(fn(arg)))
 
-    def results(self, timeout: float) -> list[Any]:
+    def results(self, timeout: float) -> list[object]:
         """What finished, waiting up to `timeout` seconds for the first one."""
         try:
             items = [self._done.get(timeout=timeout)]

@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable
 from multiprocessing.dummy import Pool
 from multiprocessing.pool import Pool as ProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
 from crawler.fetch.http import make_session
+
+A = TypeVar("A")
 
 
 class ThreadEngine:
@@ -29,10 +31,10 @@ class ThreadEngine:
         self._sessions: list[requests.Session] = []
         self._user_agent = user_agent
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._pool.apply_async(fn, args, callback=self._done.put, error_callback=self._done.put)
+    def submit(self, fn: Callable[[A], object], arg: A) -> None:
+        self._pool.apply_async(fn, (arg,), callback=self._done.put, error_callback=self._done.put)
 
-    def results(self, timeout: float) -> list[Any]:
+    def results(self, timeout: float) -> list[object]:
         """What finished, waiting up to `timeout` seconds for the first one."""
         try:
             items = [self._done.get(timeout=timeout)]

@@ -1,27 +1,48 @@
-"""Frontier: the queue of URLs a crawl has yet to fetch, as a small Protocol with an in-memory fake.
+"""Frontier: a URL's whole life in a crawl, as a small Protocol with an in-memory fake.
 
 Each URL is known once per crawl, in one state: queued -> claimed (handed to a fetcher) -> done.
-Claims come out oldest first, which makes the crawl breadth-first. The SQL implementation
-(crawler.frontier.sql.SqlFrontier) keeps it in the crawl's database, so a crash loses nothing;
-MemoryFrontier below is the fake for unit tests.
+`add` queues what is new, `claim` hands out the oldest queued (breadth-first), `done` settles claimed
+jobs (and marks the URLs their redirect chains landed on), `give_back` requeues claimed jobs not
+fetched, `lower_depth` lets a URL still queued take a shorter path's depth, and `recover` requeues
+what a process that is gone had claimed. SqlFrontier (crawler.frontier.sql) keeps it in the crawl's
+database, so a crash loses nothing; MemoryFrontier below is the fake the loop's unit tests use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from crawler.records import Job
 
+Entry = tuple[str, str, int]  # (url, host, depth)
+
 
 class Frontier(Protocol):
-    def add_many(self, entries: Iterable[tuple[str, str, int]]) -> int:
-        """Queue (url, host, depth) entries not yet known; how many were new."""
+    def add(self, entries: Iterable[Entry]) -> int:
+        """Queue the entries not yet known; how many were new."""
         ...
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
         """Up to n queued jobs, oldest first, none from exclude_hosts, at most per_host (>0) per host."""
+        ...
+
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+        """The jobs are settled (their pages are stored); so are the `landed` URLs, where redirect chains
+        followed in place ended (marked done, added as done if unknown: they are never fetched alone)."""
+        ...
+
+    def give_back(self, jobs: Sequence[Job]) -> None:
+        """Claimed jobs not settled go back to the queue (a crawl stopping)."""
+        ...
+
+    def lower_depth(self, found: Sequence[tuple[str, int]]) -> None:
+        """Each (url, depth): the URL, while still queued, takes the depth if it is smaller."""
+        ...
+
+    def recover(self) -> int:
+        """Requeue what a process that is gone had claimed; how many."""
         ...
 
     def is_known(self, url: str) -> bool:
@@ -35,8 +56,6 @@ class Frontier(Protocol):
     def pending(self) -> int:
         """Queued + claimed."""
         ...
-
-    def done_count(self) -> int: ...
 
 
 def pick(
@@ -62,28 +81,52 @@ def pick(
     return jobs
 
 
+QUEUED, CLAIMED, DONE = "queued", "claimed", "done"
+
+
 @dataclass
 class MemoryFrontier:
-    """A Frontier in a dict, for tests. `done(ids)` stands in for what Store.save does in SQL."""
+    """A Frontier in a dict, for tests."""
 
     rows: dict[str, list] = field(default_factory=dict)  # url -> [id, host, depth, state]
 
-    def add_many(self, entries: Iterable[tuple[str, str, int]]) -> int:
+    def add(self, entries: Iterable[Entry]) -> int:
         before = len(self.rows)
         for url, host, depth in entries:
-            self.rows.setdefault(url, [len(self.rows) + 1, host, depth, "queued"])
+            self.rows.setdefault(url, [len(self.rows) + 1, host, depth, QUEUED])
         return len(self.rows) - before
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
-        queued = ((r[0], url, r[1], r[2]) for url, r in self.rows.items() if r[3] == "queued")
+        queued = ((r[0], url, r[1], r[2]) for url, r in self.rows.items() if r[3] == QUEUED)
         jobs = pick(queued, n, exclude_hosts, per_host)
         for job in jobs:
-            self.rows[job.url][3] = "claimed"
+            self.rows[job.url][3] = CLAIMED
         return jobs
 
-    def done(self, urls: Iterable[str]) -> None:
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+        self.add(landed)
+        for url in [job.url for job in jobs] + [url for url, _, _ in landed]:
+            self.rows[url][3] = DONE
+
+    def give_back(self, jobs: Sequence[Job]) -> None:
+        self._requeue(job.url for job in jobs)
+
+    def lower_depth(self, found: Sequence[tuple[str, int]]) -> None:
+        for url, depth in found:
+            row = self.rows.get(url)
+            if row is not None and row[3] == QUEUED and depth < row[2]:
+                row[2] = depth
+
+    def recover(self) -> int:
+        return self._requeue([url for url, row in self.rows.items() if row[3] == CLAIMED])
+
+    def _requeue(self, urls: Iterable[str]) -> int:
+        count = 0
         for url in urls:
-            self.rows[url][3] = "done"
+            if self.rows[url][3] == CLAIMED:
+                self.rows[url][3] = QUEUED
+                count += 1
+        return count
 
     def is_known(self, url: str) -> bool:
         return url in self.rows
@@ -92,7 +135,9 @@ class MemoryFrontier:
         return ((url, row[1]) for url, row in self.rows.items())
 
     def pending(self) -> int:
-        return sum(r[3] != "done" for r in self.rows.values())
+        return sum(r[3] != DONE for r in self.rows.values())
 
-    def done_count(self) -> int:
-        return sum(r[3] == "done" for r in self.rows.values())
+    def state(self, url: str) -> str | None:
+        """The URL's state, or None if unknown (for tests)."""
+        row = self.rows.get(url)
+        return None if row is None else row[3]

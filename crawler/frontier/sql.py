@@ -8,20 +8,20 @@ hosts (one big site in flight), a claim returns fewer jobs, or none, in bounded 
 instead of walking the whole queue; the crawl loop claims again when fetches finish and un-crowd
 those hosts (and with nothing in flight nothing is excluded, so a crawl never stalls).
 On PostgreSQL the candidates are locked FOR UPDATE SKIP LOCKED, so several claimers never share a job.
-Writes go through crawler.store.run_write (BEGIN IMMEDIATE on SQLite, retried while locked).
+Every write is one transaction through crawler.store.db.run_write (BEGIN IMMEDIATE on SQLite, retried
+while locked).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, func, select, update
 
-from crawler.batch import queue
-from crawler.frontier import pick
+from crawler.frontier import Entry, pick
 from crawler.records import Job
-from crawler.schema import CLAIMED, DONE, QUEUED, frontier
-from crawler.store import run_write
+from crawler.store.db import run_write
+from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
 
 SCAN_LIMIT = 10_000  # queued rows one window looks at, at most
 MAX_WINDOWS = 4
@@ -34,10 +34,17 @@ class SqlFrontier:
         self.engine = engine
         self.crawl_id = crawl_id
 
-    def add_many(self, entries: Iterable[tuple[str, str, int]]) -> int:
+    def add(self, entries: Iterable[Entry]) -> int:
         """Queue the (url, host, depth) not yet known; the exact number that were new."""
-        batch = list(entries)
-        return run_write(self.engine, lambda conn: queue(conn, self.crawl_id, batch)) if batch else 0
+        rows = self._rows(entries, QUEUED)
+        return run_write(self.engine, lambda conn: bulk_insert(conn, frontier, rows, ignore=True)) if rows else 0
+
+    def _rows(self, entries: Iterable[Entry], state: str) -> list[dict[str, object]]:
+        unique: dict[str, tuple[str, int]] = {}
+        for url, host, depth in entries:
+            unique.setdefault(url, (host, depth))
+        return [{"crawl_id": self.crawl_id, "url": url, "host": host, "depth": depth, "state": state}
+                for url, (host, depth) in unique.items()]
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
         """Up to n queued jobs, oldest first, skipping exclude_hosts, at most per_host (>0) per host."""
@@ -77,15 +84,59 @@ class SqlFrontier:
         query = query.order_by(c.id).limit(size).with_for_update(skip_locked=True)
         return [(row.id, row.url, row.host, row.depth) for row in conn.execute(query)]
 
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+        """The jobs' rows turn done; the landed URLs are inserted as done, or turn done if known."""
+        if not jobs and not landed:
+            return
+        run_write(self.engine, lambda conn: self._done(conn, [job.id for job in jobs], landed))
+
+    def _done(self, conn: Connection, ids: list[int], landed: Sequence[Entry]) -> None:
+        if ids:
+            conn.execute(update(frontier).where(frontier.c.id.in_(ids)).values(state=DONE))
+        if landed:
+            conn.execute(insert_ignore(conn.dialect.name, frontier), self._rows(landed, DONE))
+            urls = [url for url, _, _ in landed]
+            known = self._mine() & frontier.c.url.in_(urls) & (frontier.c.state != DONE)
+            conn.execute(update(frontier).where(known).values(state=DONE))
+
+    def give_back(self, jobs: Sequence[Job]) -> None:
+        """The jobs' rows, while claimed, turn queued again."""
+        if jobs:
+            claimed = frontier.c.id.in_([job.id for job in jobs]) & (frontier.c.state == CLAIMED)
+            run_write(self.engine, lambda conn: conn.execute(update(frontier).where(claimed).values(state=QUEUED)))
+
+    def lower_depth(self, found: Sequence[tuple[str, int]]) -> None:
+        """Each (url, depth): the URL's row, while still queued, takes the depth if it is smaller."""
+        if not found:
+            return
+        row = frontier.c
+        still_deeper = self._mine() & (row.url == bindparam("u")) & (row.state == QUEUED)
+        query = update(frontier).where(still_deeper & (row.depth > bindparam("d"))).values(depth=bindparam("d"))
+        params = [{"u": url, "d": depth} for url, depth in found]
+        run_write(self.engine, lambda conn: conn.execute(query, params))
+
+    def recover(self) -> int:
+        """Every claimed row back to queued (the caller knows no live process holds them), but for those
+        whose page is stored (a run died between storing it and settling the job): they turn done, not
+        fetched again. How many were requeued."""
+        claimed = self._mine() & (frontier.c.state == CLAIMED)
+        stored = exists().where(pages.c.crawl_id == frontier.c.crawl_id, pages.c.url == frontier.c.url)
+
+        def run(conn: Connection) -> int:
+            conn.execute(update(frontier).where(claimed & stored).values(state=DONE))
+            return conn.execute(update(frontier).where(claimed).values(state=QUEUED)).rowcount
+
+        return run_write(self.engine, run)
+
     def is_known(self, url: str) -> bool:
         """Whether the crawl's frontier holds `url` in any state (a short read on a pooled connection)."""
-        query = select(frontier.c.id).where(frontier.c.crawl_id == self.crawl_id, frontier.c.url == url)
+        query = select(frontier.c.id).where(self._mine(), frontier.c.url == url)
         with self.engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
     def known(self) -> Iterator[tuple[str, str]]:
         """(url, host) of every URL of the crawl's frontier, in any state, streamed in batches."""
-        query = select(frontier.c.url, frontier.c.host).where(frontier.c.crawl_id == self.crawl_id)
+        query = select(frontier.c.url, frontier.c.host).where(self._mine())
         with self.engine.connect() as conn, conn.execution_options(yield_per=10_000).execute(query) as rows:
             yield from ((url, host) for url, host in rows)  # plain tuples, not Rows
 
@@ -96,9 +147,10 @@ class SqlFrontier:
     def done_count(self) -> int:
         return self._count(frontier.c.state == DONE)
 
+    def _mine(self) -> ColumnElement[bool]:
+        return frontier.c.crawl_id == self.crawl_id
+
     def _count(self, condition: ColumnElement[bool]) -> int:
-        query = (
-            select(func.count()).select_from(frontier).where(frontier.c.crawl_id == self.crawl_id, condition)
-        )
+        query = select(func.count()).select_from(frontier).where(self._mine(), condition)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()

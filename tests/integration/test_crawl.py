@@ -16,9 +16,9 @@ from crawler.crawl import Crawl
 from crawler.fetch.http import make_session
 from crawler.progress import Progress
 from crawler.settings import Limits, Settings
-from crawler.store import Store, open_store
+from crawler.store.sql import Store, open_store
 from crawler.testsite import links_of, path_of, reachable, title_of
-from crawler.urls import Scope
+from crawler.urls import Scope, host_of
 
 PAGES, FANOUT = 60, 10
 
@@ -125,8 +125,8 @@ class HoldBack:
         self.done: list[tuple[str, Any]] = []  # (the job's URL, its outcome)
         self._session = make_session(2, "test")
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.done.append((args[0].url, fn(*args)))
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.done.append((arg.url, fn(arg)))
 
     def results(self, timeout: float) -> list[Any]:
         for i, (url, outcome) in enumerate(self.done):
@@ -146,9 +146,11 @@ class HoldBack:
 def crawl_held_back(store: Store, server: AdversarialServer, settings: Settings, late: str, first: str) -> None:
     """Crawl the server from / in process, on a HoldBack engine holding `late` back until `first`."""
     seeds = [server.url("/")]
-    crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+    crawl_id = store.start_crawl(seeds, settings.to_json())
+    frontier = store.frontier(crawl_id)
+    frontier.add((url, host_of(url), 0) for url in seeds)
     engine = HoldBack(late=server.url(late), first=server.url(first))
-    crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "host", (), ()), engine)
+    crawl = Crawl(settings, frontier, store.pages(crawl_id), engine, Scope.build(seeds, "host", (), ()))
     assert crawl.run(Progress(enabled=False)) == "finished"
 
 

@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from conftest import Site
 
+from crawler.extract.pool import TooSlow, dead_after, run_within, start_extraction, stop_pool
 from crawler.fetch import load_engine
 from crawler.fetch.guard import AddressGuard
+from crawler.jobs import JobRunner
 from crawler.politeness import Politeness
-from crawler.pool import TooSlow, dead_after, run_within, start_extraction, stop_pool
 from crawler.records import Job
 from crawler.scheduler import Scheduler
 from crawler.settings import Limits, Settings
 from crawler.urls import Scope
-from crawler.worker import Worker
 
 TIMEOUT = 1.0
 
@@ -45,12 +45,12 @@ def fetch_engine(engine: str) -> Iterator[Any]:
     started.close()
 
 
-def worker(fetch_engine: Any, pool: Pool, site: Site, parse_timeout: float = TIMEOUT) -> Worker:
+def worker(fetch_engine: Any, pool: Pool, site: Site, parse_timeout: float = TIMEOUT) -> JobRunner:
     settings = Settings(limits=Limits(parse_timeout=parse_timeout), allow_private=True, ignore_robots=True)
     scope = Scope.build([site.url], "host", (), ())
     scheduler = Scheduler(Politeness(4, 0.0), settings.user_agent, 8, obey_robots=False)
     guard = AddressGuard(scope.hosts, allow_private=True)
-    return Worker(fetch_engine, settings, scope, scheduler, guard, lambda url: False, pool)
+    return JobRunner(fetch_engine, settings, scope, scheduler, guard, lambda url: False, pool)
 
 
 def test_a_process_that_dies_costs_its_task_only(fetch_engine: Any, pool: Pool) -> None:

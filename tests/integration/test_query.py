@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from crawler.query import QueryError, format_rows, format_stats, run_readonly, stats
 from crawler.records import Job, Link, Outcome, Page, Response
-from crawler.store import open_store
+from crawler.store.query import QueryError, format_rows, format_stats, run_readonly, stats
+from crawler.store.sql import open_store
 
 pytest_plugins = ["conftest_db"]
 
@@ -23,14 +23,15 @@ def fill(db: str) -> str:
     with open_store(db) as store:
         crawl_id = store.start_crawl(["http://a.test/"], "{}")
         fr = store.frontier(crawl_id)
-        fr.add_many((f"http://a.test/{i}", "a.test", 0) for i in range(3))
+        fr.add((f"http://a.test/{i}", "a.test", 0) for i in range(3))
         one, two, three = fr.claim(3)
         links = [Link("http://a.test/x", 'x, with "quotes"'), Link("http://b.test/", "b\nnewline")]
-        store.save(crawl_id, [
+        store.pages(crawl_id).save([
             Outcome(one, response(one, 200), Page("One", None, "short", "h1", links, "utf-8")),
             Outcome(two, response(two, 200), Page("Two", "d", LONG_TEXT, "h2", [], "utf-8")),
             Outcome(three, Response(three.url, three.url, None, error="timeout: 30 s"), None),
-        ], [])  # fmt: skip
+        ])  # fmt: skip
+        fr.done([one, two, three])
         store.finish_crawl(crawl_id, "finished")
     return db
 

@@ -9,8 +9,11 @@ is checked to fetch again only what the stopped run had in flight.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,17 +34,18 @@ from crawl_jobs import (
     seconds_until,
     wait_for,
 )
+from sqlalchemy import text
 
 import crawler.crawl as crawl_module
 from crawler import runner
 from crawler.crawl import Crawl
 from crawler.progress import Progress
-from crawler.schema import INTERRUPTED
 from crawler.settings import Limits, Settings
 from crawler.stop import Stop
-from crawler.store import open_store
+from crawler.store.schema import INTERRUPTED
+from crawler.store.sql import open_store
 from crawler.testsite import path_of, reachable
-from crawler.urls import Scope
+from crawler.urls import Scope, host_of
 
 PAGES, FANOUT = 1000, 8
 SITE_ARGS = ("--pages", str(PAGES), "--fanout", str(FANOUT), "--size", "500")
@@ -147,7 +151,7 @@ def finish(job: Job, db: Path, site: Site, pages: int = PAGES) -> None:
 # before its signal lands. The waits below are small enough that no run finishes the 1000-page site
 # before its signal, even on a fast machine: with 200-page overshoots, 960 pages by the last wait.
 KILLS = [  # (engine, pages the run stores before its SIGKILL (0: none, once the crawl row exists), group?)
-    ("gevent", 0, True),  # right after start: the seeds are queued in the same transaction as the crawl row
+    ("gevent", 0, True),  # right after start, maybe before its seeds are queued: every run queues them again
     ("threads", 120, False),  # the crawl process alone: its extraction processes must die with it
     ("gevent", 100, False),
     ("threads", 100, True),
@@ -263,6 +267,28 @@ def test_max_pages_per_host_spans_a_resume(small_site: Site, tmp_path: Path) -> 
     assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(budget, budget)]
 
 
+def test_a_crawl_a_live_process_works_on_is_not_resumed(tmp_path: Path) -> None:
+    """A resume while another live process runs the crawl would requeue that process's claims: refused,
+    naming the process; once the process is gone (its pid no longer exists) the crawl resumes."""
+    db = tmp_path / "crawl.db"
+    with closing(open_store(str(db))) as store:
+        crawl_id = store.start_crawl(["http://a.test/"], Settings().to_json())
+        run_id = store.start_run(crawl_id)  # this very process: alive
+        with pytest.raises(runner.CrawlBusy, match=f"crawl {crawl_id} is running in process {os.getpid()}"):
+            runner.refuse_if_busy(store, crawl_id)
+        store.write(lambda conn: conn.execute(text("UPDATE runs SET pid = :p WHERE id = :i"),
+                                              {"p": dead_pid(), "i": run_id}))
+        runner.refuse_if_busy(store, crawl_id)  # gone: no error
+        assert store.live_runs(crawl_id) == []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
 def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path: Path) -> None:
     """The crawl was done, but its `finished` status could not be written (the database locked) when a
     Ctrl-C came: it ends interrupted at once, and its row stays `running`, which a resume finishes."""
@@ -303,7 +329,7 @@ class StalledEngine:
         self.polls = 0
         self.stop: Stop | None = None
 
-    def submit(self, fn: Callable[..., object], *args: object) -> None:
+    def submit(self, fn: Callable[[object], object], arg: object) -> None:
         self.submitted += 1
 
     def results(self, timeout: float) -> list[object]:
@@ -323,9 +349,11 @@ def test_work_handed_to_the_engine_is_bounded(tmp_path: Path, monkeypatch: pytes
     settings = Settings(limits=Limits(concurrency=10, per_host=2), parse_workers=0, ignore_robots=True)
     seeds = [f"http://h{i}.test/" for i in range(500)]  # one job per host: no host slot ever holds one back
     with closing(open_store(str(tmp_path / "crawl.db"))) as store:
-        crawl_id = store.start_crawl(seeds, settings.to_json(), queue_seeds=True)
+        crawl_id = store.start_crawl(seeds, settings.to_json())
+        frontier = store.frontier(crawl_id)
+        frontier.add((url, host_of(url), 0) for url in seeds)
         engine = StalledEngine()
-        crawl = Crawl(settings, store, crawl_id, Scope.build(seeds, "all", (), ()), engine)
+        crawl = Crawl(settings, frontier, store.pages(crawl_id), engine, Scope.build(seeds, "all", (), ()))
         engine.stop = crawl.stop
         assert crawl.run(Progress(enabled=False)) == "interrupted"
     assert engine.polls >= 50 and 10 <= engine.submitted <= 3 * 10

@@ -1,4 +1,4 @@
-"""crawler.charset: BOM > header > <meta> > valid UTF-8 > detection > UTF-8, with WHATWG label aliases."""
+"""crawler.extract.charset: BOM > header > <meta> > valid UTF-8 > detection > UTF-8, with WHATWG label aliases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from crawler.charset import _WHATWG_LABELS, decode_html, header_charset, lookup, meta_charset
+from crawler.extract.charset import _WHATWG_LABELS, decode_html, header_charset, lookup, meta_charset
 
 RUSSIAN = "Съешь же ещё этих мягких французских булок, да выпей же чаю. Широкая электрификация южных губерний."
 JAPANESE = "いろはにほへと　ちりぬるを。日本語のウェブページです。東京都渋谷区、株式会社サンプル。"

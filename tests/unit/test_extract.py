@@ -1,4 +1,4 @@
-"""crawler.extract: HTML bytes -> Page, on real-world-shaped markup written inline. No network."""
+"""crawler.extract.html: HTML bytes -> Page, on real-world-shaped markup written inline. No network."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import crawler.extract
-from crawler.extract import extract
+import crawler.extract.html
+from crawler.extract.html import extract
 from crawler.records import Link, Page
 
 URL = "https://example.com/blog/post.html"
@@ -69,7 +69,7 @@ RSS = (
 def no_swallowed_failure(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """extract() never raises, so make every test fail if it had to swallow an exception."""
     yield
-    assert not [r for r in caplog.records if r.name == "crawler.extract" and r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.name == "crawler.extract.html" and r.levelno >= logging.ERROR]
 
 
 def run(html: str, url: str = URL, content_type: str | None = UTF8) -> Page:
@@ -290,7 +290,7 @@ def test_a_parser_failure_returns_what_was_gathered(
     def broken(text: str) -> None:
         raise RuntimeError("parser bug")
 
-    monkeypatch.setattr(crawler.extract, "parse", broken)
+    monkeypatch.setattr(crawler.extract.html, "parse", broken)
     page = extract(URL, b"<title>t</title>", UTF8)
     assert page == Page(content_hash=hashlib.sha1(b"<title>t</title>").hexdigest(), encoding="utf-8")
     assert "parser bug" in caplog.text

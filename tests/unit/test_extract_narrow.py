@@ -1,4 +1,4 @@
-"""crawler.extract's narrow parse (HTMLBuilder) gives the same fields as a full BeautifulSoup tree.
+"""crawler.extract.html's narrow parse (HTMLBuilder) gives the same fields as a full BeautifulSoup tree.
 
 The reference parses with bs4's own "lxml" builder, keeps every tag and whitespace string, and walks
 the whole tree for the tags; both then go through the same `fill`. Pages: the realistic test site,
@@ -13,7 +13,7 @@ import warnings
 import pytest
 from bs4 import BeautifulSoup, Tag, XMLParsedAsHTMLWarning
 
-from crawler.extract import _STRING_CONTAINERS, _WANTED, fill, parse, tags_of
+from crawler.extract.html import _STRING_CONTAINERS, _WANTED, fill, parse, tags_of
 from crawler.records import Page
 from crawler.testsite import render, render_realistic
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from crawler.discovery import HostBudget
 from crawler.politeness import Politeness
 from crawler.records import Job
 from crawler.robots import ALLOW_ALL, DISALLOW_ALL, parse
-from crawler.scheduler import HostBudget, Scheduler
+from crawler.scheduler import Scheduler
 
 UA = "crawler/0.1"
 

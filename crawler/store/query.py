@@ -28,8 +28,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from crawler.schema import crawls, frontier, pages
-from crawler.store import StoreError, database_url, first_line, make_engine
+from crawler.store.db import StoreError, database_url, first_line, make_engine
+from crawler.store.schema import crawls, frontier, pages
 
 READING = {"SELECT", "WITH", "VALUES", "EXPLAIN", "PRAGMA", "TABLE", "SHOW"}
 ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}

@@ -1,5 +1,5 @@
 """The worker: what one greenlet or pool thread does with a job (guard, fetch, extract in the extraction
-pool of crawler.pool), and the redirect hops in flight that the crawl loop must know of.
+pool of crawler.extract.pool), and the redirect hops in flight that the crawl loop must know of.
 
 Runs on the engine's workers, never on the crawl loop. Every function here returns a value and never
 raises, so one broken page can't stall the loop: trouble ends up in the record's `error`.
@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
-from typing import Any, Protocol
 
-from crawler.extract import extract
+from crawler.extract.html import extract
+from crawler.extract.pool import TooSlow, dead_after, run_within
+from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import fetch_one
-from crawler.pool import TooSlow, dead_after, run_within
 from crawler.records import Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
@@ -26,15 +26,6 @@ from crawler.settings import Settings
 from crawler.urls import Scope, host_of, trap_reason
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
-PR_SET_PDEATHSIG = 1
-
-
-class Engine(Protocol):
-    """What a worker needs from its engine: a session for its thread and a way to wait for a process."""
-
-    def session(self) -> Any: ...
-
-    def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any: ...
 
 
 @dataclass
@@ -83,10 +74,12 @@ def is_html(response: Response) -> bool:
     return kind in HTML_TYPES or (not kind and response.body.lstrip()[:1] == b"<")
 
 
-class Worker:
+class JobRunner:
+    """Runs jobs and robots.txt fetches on the engine's greenlets or threads (see the module docstring)."""
+
     def __init__(
         self,
-        engine: Engine,
+        engine: Workers,
         settings: Settings,
         scope: Scope,
         scheduler: Scheduler,

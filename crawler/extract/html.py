@@ -1,7 +1,7 @@
 """Extract: owns HTML -> Page (title, description, visible text, links). The only BeautifulSoup import.
 
 `extract` runs in extraction processes (a multiprocessing Pool): it is top-level, takes and returns plain
-picklable values, and never raises. Bytes are decoded by crawler.charset (WHATWG order) and the str is
+picklable values, and never raises. Bytes are decoded by crawler.extract.charset (WHATWG order) and the str is
 parsed once by BeautifulSoup with a lean subclass of its "lxml" tree builder (libxml2), HTMLBuilder,
 which also collects the tags extraction reads while it builds the tree.
 
@@ -41,7 +41,7 @@ from bs4 import (
 from bs4.builder import HTMLTreeBuilder
 from bs4.builder._lxml import LXMLTreeBuilder
 
-from crawler.charset import decode_html
+from crawler.extract.charset import decode_html
 from crawler.records import Link, Page
 from crawler.urls import resolve
 

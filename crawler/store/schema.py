@@ -36,7 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-QUEUED, CLAIMED, DONE = "queued", "claimed", "done"  # frontier.state
+from crawler.frontier import CLAIMED, DONE, QUEUED  # noqa: F401 (frontier.state, re-exported)
+
 RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"  # crawls.status
 
 metadata = MetaData(
@@ -88,6 +89,20 @@ frontier = Table(
     Column("state", Text, nullable=False),
     UniqueConstraint("crawl_id", "url"),
     Index(None, "crawl_id", "state", "id"),
+)
+
+runs = Table(  # one row per process working on a crawl: its heartbeat, for resume and `crawl stats`
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("crawl_id", Integer, ForeignKey("crawls.id"), nullable=False),
+    Column("host", Text, nullable=False),  # the machine's name
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("alive_at", UtcDateTime, nullable=False),  # last heartbeat
+    Column("ended_at", UtcDateTime),  # NULL while running, or when the process died
+    Column("pages", Integer, nullable=False, server_default="0"),  # page rows this process stored
+    Index(None, "crawl_id"),
 )
 
 # Small columns first and `text` last: SQLite then reads status/length/... without touching overflow pages.

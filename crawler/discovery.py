@@ -1,0 +1,107 @@
+"""Discovery: what an outcome adds to the frontier: its links and a redirect target it did not follow.
+
+Pure: values in, values out. A URL is admitted once per crawl (a cache of what was seen spares the
+frontier most repeats; the frontier dedups exactly), if in scope, not a trap, within --max-depth and
+within its host's --max-pages-per-host. A URL seen before at a greater depth is reported as shallower,
+so --max-depth counts the shortest path even when concurrency finds a longer one first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crawler.frontier import Entry
+from crawler.records import Outcome
+from crawler.urls import Scope, host_of, trap_reason
+
+SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
+REFUSED = -1  # in `seen`: a URL out of scope, a trap, or over its host's budget
+
+
+@dataclass
+class Found:
+    """What outcomes discovered: new entries to queue, and known URLs reached by a shorter path."""
+
+    new: list[Entry] = field(default_factory=list)
+    shallower: list[tuple[str, int]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.shallower)
+
+
+class HostBudget:
+    """--max-pages-per-host: admits at most `limit` distinct URLs per host into the frontier (0: no limit).
+
+    Every admitted URL becomes exactly one page row, so a host ends with at most `limit` rows. The crawl
+    loop asks `admit` before queueing a discovered URL and calls `note` for each claimed job (seeds and
+    resumed jobs count too). Memory is bounded: a host under budget keeps at most `limit` URLs (to tell
+    a repeat from a new URL), a spent host only a marker. A resumed crawl first notes every URL its
+    frontier holds, so the budget spans all its runs.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._urls: dict[str, set[str] | None] = {}  # host -> admitted URLs; None once spent
+
+    def admit(self, url: str, host: str) -> bool:
+        """True if `url` may be queued: new to this budget and its host under the limit."""
+        return self.limit <= 0 or self._add(url, host)
+
+    def note(self, url: str, host: str) -> None:
+        """A job was claimed: its URL counts, whether or not this budget admitted it."""
+        if self.limit > 0:
+            self._add(url, host)
+
+    def spent(self, host: str) -> bool:
+        return self.limit > 0 and host in self._urls and self._urls[host] is None
+
+    def _add(self, url: str, host: str) -> bool:
+        urls = self._urls.setdefault(host, set())
+        if urls is None or url in urls:
+            return False
+        urls.add(url)
+        if len(urls) >= self.limit:
+            self._urls[host] = None
+        return True
+
+
+class Discovery:
+    """Admits discovered URLs (see the module docstring); `take()` hands over what was found so far."""
+
+    def __init__(self, scope: Scope, max_depth: int | None, max_url_length: int, budget: HostBudget) -> None:
+        self.scope, self.max_depth, self.max_url_length, self.budget = scope, max_depth, max_url_length, budget
+        self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED
+        self.found = Found()
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Links (and a redirect target not followed in place) worth queueing. A redirect that ended in an
+        error (a loop, too many hops) adds nothing: its chain must not be re-entered as a new job."""
+        depth = outcome.job.depth + 1
+        response = outcome.response
+        if response.redirect_left:
+            self.urls([response.redirect_left], outcome.job.depth)
+        if outcome.page and (self.max_depth is None or depth <= self.max_depth):
+            self.urls([link.url for link in outcome.page.links], depth)
+
+    def urls(self, urls: list[str], depth: int) -> None:
+        for url in urls:
+            known = self.seen.get(url)
+            if known is None:
+                self._admit(url, depth)
+            elif depth < known:
+                self.seen[url] = depth
+                self.found.shallower.append((url, depth))
+
+    def _admit(self, url: str, depth: int) -> None:
+        if len(self.seen) >= SEEN_MAX:
+            self.seen.clear()
+        self.seen[url] = REFUSED
+        if self.scope.allows(url) and trap_reason(url, self.max_url_length) is None:
+            host = host_of(url)
+            if self.budget.admit(url, host):
+                self.seen[url] = depth
+                self.found.new.append((url, host, depth))
+
+    def take(self) -> Found:
+        found, self.found = self.found, Found()
+        return found

@@ -1,0 +1,149 @@
+"""The crawl loop alone, on in-memory fakes: a MemoryFrontier, a MemorySink, an engine that answers by
+itself from a table of pages, and a clock that is a number the engine moves. No network, no database,
+no sleeps: what the loop decides (what is fetched, stored, settled, given back, and when) is checked."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from crawler.crawl import Crawl
+from crawler.frontier import MemoryFrontier
+from crawler.jobs import RobotsResult
+from crawler.progress import Progress
+from crawler.records import Job, Link, Outcome, Page, Response
+from crawler.robots import ALLOW_ALL
+from crawler.settings import Limits, Settings
+from crawler.store import MemorySink
+from crawler.urls import Scope, host_of
+
+# A site as a table: url -> its links. Every page takes LATENCY seconds of the fake clock.
+SITE = {
+    "http://a.test/": ["http://a.test/1", "http://a.test/2", "http://b.test/", "http://out.test/"],
+    "http://a.test/1": ["http://a.test/3", "http://a.test/"],
+    "http://a.test/2": ["http://a.test/3", "http://a.test/4"],
+    "http://a.test/3": [],
+    "http://a.test/4": ["http://a.test/5"],
+    "http://a.test/5": [],
+    "http://b.test/": ["http://b.test/1", "http://a.test/1"],
+    "http://b.test/1": [],
+}
+SEEDS = ["http://a.test/", "http://b.test/"]
+LATENCY = 0.2
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class TableEngine:
+    """Answers each submitted job from SITE after LATENCY seconds of `clock`; records when each started."""
+
+    clock: Clock
+    stop_after: int | None = None  # results handed out before it "presses Ctrl-C"
+    crawl: Crawl | None = None
+    due: list[tuple[float, int, object]] = field(default_factory=list)
+    starts: list[tuple[float, str]] = field(default_factory=list)  # (time, url) of every page fetch
+    handed: int = 0
+    _order: itertools.count = field(default_factory=itertools.count)
+
+    def submit(self, fn: Callable[[object], object], arg: object) -> None:
+        heapq.heappush(self.due, (self.clock.now + LATENCY, next(self._order), self._answer(arg)))
+
+    def _answer(self, arg: object) -> object:
+        if isinstance(arg, str):  # an origin: its robots.txt allows all
+            return RobotsResult(arg, ALLOW_ALL, Response(arg + "/robots.txt", arg + "/robots.txt", 404))
+        assert isinstance(arg, Job)
+        self.starts.append((self.clock.now, arg.url))
+        response = Response(arg.url, arg.url, 200, {"content-type": "text/html"}, b"",
+                            elapsed_ms=int(LATENCY * 1000))
+        links = [Link(url, "") for url in SITE[arg.url]]
+        return Outcome(arg, response, Page(title=arg.url, links=links))
+
+    def results(self, timeout: float) -> list[object]:
+        if self.stop_after is not None and self.handed >= self.stop_after and self.crawl is not None:
+            self.crawl.stop.signum = signal.SIGINT
+        if not self.due or self.due[0][0] > self.clock.now + timeout:
+            self.clock.now += timeout
+            return []
+        self.clock.now = max(self.clock.now, self.due[0][0])
+        ready = []
+        while self.due and self.due[0][0] <= self.clock.now:
+            ready.append(heapq.heappop(self.due)[2])
+        self.handed += len(ready)
+        return ready
+
+    def close(self) -> None:
+        self.due.clear()
+
+    def session(self) -> object:
+        raise AssertionError("the table engine never runs the submitted functions")
+
+    def apply(self, *args: object) -> object:
+        raise AssertionError("the table engine never runs the submitted functions")
+
+
+def crawl(settings: Settings, stop_after: int | None = None) -> tuple[str, MemoryFrontier, MemorySink, TableEngine]:
+    clock = Clock()
+    frontier, sink, engine = MemoryFrontier(), MemorySink(), TableEngine(clock, stop_after)
+    frontier.add((url, host_of(url), 0) for url in SEEDS)
+    loop = Crawl(settings, frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
+    engine.crawl = loop
+    status = loop.run(Progress(enabled=False))
+    return status, frontier, sink, engine
+
+
+def settings(**kwargs: object) -> Settings:
+    limits = {k: kwargs.pop(k) for k in ("concurrency", "per_host", "delay") if k in kwargs}
+    return Settings(limits=Limits(**{"concurrency": 4, "per_host": 2, **limits}), parse_workers=0, **kwargs)
+
+
+def test_every_page_in_scope_is_fetched_and_stored_once() -> None:
+    status, frontier, sink, engine = crawl(settings())
+    assert status == "finished"
+    assert sorted(sink.stored) == sorted(SITE)  # out.test is out of scope
+    assert sorted(url for _, url in engine.starts) == sorted(SITE)  # each fetched once
+    assert frontier.pending() == 0 and not frontier.is_known("http://out.test/")
+
+
+def test_per_host_concurrency_and_delay_hold_on_the_clock() -> None:
+    _, _, _, engine = crawl(settings(per_host=1, delay=1.0))
+    for host in ("a.test", "b.test"):
+        times = [t for t, url in engine.starts if host_of(url) == host]
+        assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in itertools.pairwise(times)), times
+    assert len({t for t, url in engine.starts if host_of(url) == "a.test"}) == 6
+
+
+def test_depth_counts_from_the_seeds() -> None:
+    _, frontier, sink, _ = crawl(settings(max_depth=1))
+    depths = {url: outcome.job.depth for url, outcome in sink.stored.items()}
+    assert depths == {"http://a.test/": 0, "http://b.test/": 0, "http://a.test/1": 1, "http://a.test/2": 1,
+                      "http://b.test/1": 1}
+    assert not frontier.is_known("http://a.test/3")
+
+
+def test_max_pages_stops_claiming_at_the_budget() -> None:
+    status, frontier, sink, _ = crawl(settings(max_pages=3))
+    assert status == "finished" and sink.count() == 3
+    assert frontier.pending() > 0  # the rest stays queued for a later run
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 5])
+def test_a_stop_saves_what_arrived_and_gives_back_the_rest(stop_after: int) -> None:
+    """Nothing stays claimed: every URL is either stored and done, or queued again; none is lost."""
+    status, frontier, sink, _ = crawl(settings(), stop_after=stop_after)
+    assert status == "interrupted"
+    states = {url: frontier.state(url) for url, _ in frontier.known()}
+    assert "claimed" not in states.values()
+    assert {url for url, state in states.items() if state == "done"} == set(sink.stored)
+    assert 0 < len(sink.stored) < len(SITE)

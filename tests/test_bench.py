@@ -41,7 +41,7 @@ def test_bench_help() -> None:
 
 def test_measure_counts_the_cpu_and_memory_of_the_whole_tree() -> None:
     child = "import sys, subprocess; subprocess.run([sys.executable, '-c', " \
-            "'b = bytearray(64 << 20); sum(range(3_000_000))'])"
+            "'b = bytearray(64 << 20); sum(range(20_000_000))'])"  # held ~1 s: many samples
     measurement = bench.measure([sys.executable, "-c", child])
     assert measurement.returncode == 0
     assert measurement.cpu_seconds > 0.02  # the grandchild's loop is counted

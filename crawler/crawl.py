@@ -33,6 +33,7 @@ from crawler.urls import Scope, host_of
 BATCH_SIZE = 200  # outcomes per write
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
+DRY_SECONDS = 1.0  # a claim that came back short is not tried again for this long while nothing changed
 Clock = Callable[[], float]
 
 
@@ -80,6 +81,7 @@ class Crawl:
         self.last_flush = clock()
         self.in_flight = 0
         self.closed = False
+        self.dry: tuple[frozenset[str], float] | None = None  # (crowded hosts, when) after a short claim
 
     def _host_budget(self) -> HostBudget:
         """--max-pages-per-host, counting what the frontier already holds (a resumed crawl's earlier runs)."""
@@ -124,6 +126,7 @@ class Crawl:
                 self._dispatch(self.clock())
             if not self.in_flight and not len(self.scheduler):
                 self.flush()
+                self.dry = None  # the last look before the end is a real one
                 self._refill()
                 if not len(self.scheduler):
                     return
@@ -137,13 +140,29 @@ class Crawl:
         fed = len(self.scheduler) >= self.settings.limits.concurrency
         if room <= 0 or (fed and room < self.scheduler.capacity // 4):
             return  # claim in batches while the buffer still feeds the engine: a claim costs a window scan
-        per_host = 2 * self.settings.limits.per_host
-        jobs = self.frontier.claim(room, self.scheduler.crowded_hosts(per_host), per_host)
+        per_host = self.scheduler.host_share(2 * self.settings.limits.per_host)
+        if self._still_dry(self.scheduler.crowded_hosts(per_host // 2)):
+            return
+        crowded = self.scheduler.crowded_hosts(per_host)
+        jobs = self.frontier.claim(room, crowded, per_host)
         self.tally.claimed += len(jobs)
         self.batch.held.update(jobs)
         for job in jobs:
             self.discovery.budget.note(job.url, host_of(job.url))
         self.scheduler.add(self._unless_followed(jobs))
+        short = len(jobs) < room
+        self.dry = (frozenset(self.scheduler.crowded_hosts(per_host) | crowded), self.clock()) if short else None
+
+    def _still_dry(self, busy: set[str]) -> bool:
+        """Whether the last claim came back short and nothing since could make this one longer: every
+        host it left crowded still has half its share buffered or in flight (so a host is claimed for
+        in batches, not after each page), nothing new was queued (by this
+        process; others' additions are seen after DRY_SECONDS). This spares a frontier scan per loop
+        pass while one big host is crowded."""
+        if self.dry is None:
+            return False
+        hosts, when = self.dry
+        return busy >= hosts and self.clock() - when < DRY_SECONDS
 
     def _unless_followed(self, jobs: list[Job]) -> list[Job]:
         """The jobs, less those for a URL a redirect chain in flight is fetching in place: parked until
@@ -235,7 +254,8 @@ class Crawl:
         """Links first, then pages, then the jobs settled: a crash between two steps leaves jobs claimed,
         which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds."""
         found = self.discovery.take()
-        self.frontier.add(found.new)
+        if self.frontier.add(found.new):
+            self.dry = None
         self.frontier.lower_depth(found.shallower)
         outcomes = self.batch.outcomes
         if outcomes:

@@ -42,6 +42,12 @@ class Scheduler:
     def room(self) -> int:
         return max(0, self.capacity - len(self._jobs))
 
+    def host_share(self, floor: int) -> int:
+        """How many jobs of one host to hold (buffered + in flight) at most: a fair share of the buffer
+        among the hosts it holds and one newcomer, and never less than `floor`. A crawl of few hosts
+        claims them in big batches; a broad crawl holds `floor` of each."""
+        return max(floor, self.capacity // (len(self._per_host) + 1))
+
     def crowded_hosts(self, limit: int) -> set[str]:
         """Hosts with at least `limit` jobs buffered or in flight: claim no more of them for now."""
         return {h for h, n in self._per_host.items() if n + self.politeness.in_flight(h) >= limit}

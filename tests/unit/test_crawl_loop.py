@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import pytest
@@ -93,9 +93,18 @@ class TableEngine:
         raise AssertionError("the table engine never runs the submitted functions")
 
 
-def crawl(settings: Settings, stop_after: int | None = None) -> tuple[str, MemoryFrontier, MemorySink, TableEngine]:
+@dataclass
+class CountingFrontier(MemoryFrontier):
+    claims: int = 0
+
+    def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
+        self.claims += 1
+        return super().claim(n, exclude_hosts, per_host)
+
+
+def crawl(settings: Settings, stop_after: int | None = None) -> tuple[str, CountingFrontier, MemorySink, TableEngine]:
     clock = Clock()
-    frontier, sink, engine = MemoryFrontier(), MemorySink(), TableEngine(clock, stop_after)
+    frontier, sink, engine = CountingFrontier(), MemorySink(), TableEngine(clock, stop_after)
     frontier.add((url, host_of(url), 0) for url in SEEDS)
     loop = Crawl(settings, frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
     engine.crawl = loop
@@ -147,3 +156,16 @@ def test_a_stop_saves_what_arrived_and_gives_back_the_rest(stop_after: int) -> N
     assert "claimed" not in states.values()
     assert {url for url, state in states.items() if state == "done"} == set(sink.stored)
     assert 0 < len(sink.stored) < len(SITE)
+
+
+def test_one_big_host_is_claimed_in_batches_not_per_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-host crawl keeps the host crowded: the frontier is asked again only once half the host's
+    share has drained (or new URLs came), not on every loop pass nor after every page."""
+    big = {f"http://a.test/{i}": [f"http://a.test/{j}" for j in range(20 * i + 1, min(20 * i + 21, 400))]
+           for i in range(400)}  # a tree of fanout 20: the frontier is wide, as on a real site
+    big["http://a.test/"] = ["http://a.test/0"]
+    monkeypatch.setattr(__import__(__name__), "SITE", big)
+    monkeypatch.setattr(__import__(__name__), "SEEDS", ["http://a.test/"])
+    status, frontier, sink, _ = crawl(settings(concurrency=50, per_host=4))
+    assert status == "finished" and sink.count() == 401
+    assert frontier.claims <= 401 / 10, frontier.claims  # (151 before claims were batched)

@@ -109,6 +109,10 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-private", is_flag=True,
                      help="Follow links to private, loopback and link-local addresses."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
+        click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
+                     help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
+        click.option("--warc-max-size", type=click.IntRange(1), default=DEFAULTS.warc_max_size,
+                     show_default=True, help="Bytes after which a new WARC file begins."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import signal
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from crawl_jobs import Job, wait_for
 from fastwarc.warc import ArchiveIterator as FastIterator
 from fastwarc.warc import WarcRecordType
 from servers import OK_HTML, serve, static
@@ -145,3 +147,35 @@ def test_a_new_run_appends_files_and_never_rewrites_one(site_factory, tmp_path: 
     ("out", 1, "out-00001.warc.gz"), ("out.warc", 2, "out-00002.warc")])
 def test_file_names(path: str, index: int, name: str) -> None:
     assert file_name(path, index) == name
+
+
+def complete_members(data: bytes) -> tuple[int, int]:
+    """(how many whole gzip members `data` starts with, where the last whole one ends)."""
+    count, end = 0, 0
+    while end < len(data):
+        inflater = zlib.decompressobj(31)
+        try:
+            inflater.decompress(data[end:])
+        except zlib.error:
+            break
+        if not inflater.eof:
+            break
+        end, count = len(data) - len(inflater.unused_data), count + 1
+    return count, end
+
+
+def test_a_sigkill_leaves_every_earlier_record_readable(site_factory, engine: str, db: Path,  # type: ignore[no-untyped-def]
+                                                        warc: Path) -> None:
+    url = site_factory("--pages", "3000", "--fanout", "8").url
+    job = Job(url, "--db", str(db), "--engine", engine, "--warc", str(warc), *QUIET)
+    first = Path(file_name(str(warc), 0))
+    wait_for(lambda: first.exists() and first.stat().st_size > 100_000, "100 KB of WARC", job)
+    job.signal(signal.SIGKILL, group=True)
+    assert job.wait(timeout=30) == -signal.SIGKILL
+    data = first.read_bytes()
+    members, end = complete_members(data)
+    assert members > 20 and len(data) - end < 64 * 1024  # at most one record cut short
+    kept = first.with_name("kept.warc.gz")
+    kept.write_bytes(data[:end])
+    read = list(records(kept))  # every digest checked
+    assert len(read) == members and read[0]["type"] == "warcinfo"

@@ -179,3 +179,17 @@ def test_a_sigkill_leaves_every_earlier_record_readable(site_factory, engine: st
     kept.write_bytes(data[:end])
     read = list(records(kept))  # every digest checked
     assert len(read) == members and read[0]["type"] == "warcinfo"
+
+
+def test_a_resumed_crawl_records_into_a_new_file(site_factory, db: Path, warc: Path) -> None:
+    url = site_factory("--pages", "3000", "--fanout", "8").url
+    job = Job(url, "--db", str(db), "--warc", str(warc), *QUIET)
+    first = Path(file_name(str(warc), 0))
+    wait_for(lambda: first.exists() and first.stat().st_size > 50_000, "50 KB of WARC", job)
+    job.signal(signal.SIGINT, group=True)
+    assert job.wait(timeout=30) == 130, job.stderr
+    before = first.read_bytes()
+    result = run_cli("--db", str(db), "--max-pages", "400", *QUIET)  # the saved --warc path is kept
+    assert result.returncode == 0, result.stderr
+    assert first.read_bytes() == before and len(warc_files(warc)) == 2
+    assert sum(r["type"] == "response" for r in records(warc_files(warc)[1])) > 0

@@ -15,6 +15,7 @@ Files are FILE-00000.warc.gz, FILE-00001.warc.gz, ...: a new one when the curren
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -76,6 +77,11 @@ def request_head(request: requests.PreparedRequest) -> tuple[str, list[tuple[str
     return f"{request.method} {request.path_url} HTTP/1.1", headers
 
 
+def warc_date() -> str:
+    """Now, as WARC/1.1 dates are written (UTC, microseconds)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def peer_address(raw: Any) -> str | None:
     sock = getattr(getattr(raw, "_connection", None), "sock", None)
     try:
@@ -97,21 +103,23 @@ class Recorder:
     def tap(self, response: requests.Response) -> Finish:
         """Start keeping the bytes of `response` (before its body is read); the Finish records it."""
         raw = response.raw
-        tee, ip = Tee(raw._fp), peer_address(raw)
+        tee, ip, date = Tee(raw._fp), peer_address(raw), warc_date()
         raw._fp = tee
         status_line = f"{response.status_code} {raw.reason or ''}".strip()
         version = {10: "HTTP/1.0"}.get(raw.version, "HTTP/1.1")
         headers = [(RENAMED.get(k.lower(), k), v) for k, v in raw.headers.items()]
         return lambda truncated: self.write(response.request, (version, status_line, headers),
-                                            b"".join(tee.chunks), ip, truncated)
+                                            b"".join(tee.chunks), {"WARC-Date": date, "WARC-IP-Address": ip,
+                                                                   "WARC-Truncated": truncated})
 
     def write(self, request: requests.PreparedRequest, head: tuple[str, str, list[tuple[str, str]]],
-              body: bytes, ip: str | None, truncated: str | None) -> None:
-        """A request record and its response record, in one go."""
+              body: bytes, fields: dict[str, str | None]) -> None:
+        """A request record and its response record, in one go; `fields` are WARC headers of both (the
+        response's alone for WARC-Truncated), None ones left out."""
         with self._lock:
             writer = self._open()
             url = request.url or ""
-            extra = {k: v for k, v in (("WARC-IP-Address", ip), ("WARC-Truncated", truncated)) if v}
+            extra = {k: v for k, v in fields.items() if v}
             line, headers = request_head(request)
             sent = writer.create_warc_record(url, "request", payload=io.BytesIO(b""), length=0,
                                              http_headers=StatusAndHeaders(line, headers, is_http_request=True),
@@ -120,7 +128,6 @@ class Recorder:
             got = writer.create_warc_record(url, "response", payload=io.BytesIO(body), length=len(body),
                                             http_headers=StatusAndHeaders(status, received, protocol=protocol),
                                             warc_headers_dict=extra | {
-                                                "WARC-Date": sent.rec_headers.get_header("WARC-Date"),
                                                 "WARC-Concurrent-To": sent.rec_headers.get_header("WARC-Record-ID")})
             writer.write_record(sent)
             writer.write_record(got)

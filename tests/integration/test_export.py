@@ -132,6 +132,9 @@ def test_export_is_the_same_from_sqlite_and_postgresql(site_factory, pg_db: str,
 
     from_pg, from_sqlite = by_url(pg_db), by_url(two_crawls)
     assert len(from_pg) == 30 and from_pg == from_sqlite
+    listed = json.loads(cli_ok("crawls", "--db", pg_db, "--format", "json"))
+    assert [(c["id"], c["pages"]) for c in listed] == [(1, 30), (2, 5)] and listed[0]["active_s"] > 0
+    assert "pages     30 " in cli_ok("stats", "--db", pg_db, "--crawl", "1")
 
 
 def test_with_links_merges_two_ordered_streams() -> None:

@@ -96,6 +96,7 @@ def test_a_crawl_is_recorded_request_and_response_read_back_twice(site_factory, 
     for response in responses:
         request = requests[response["headers"]["WARC-Concurrent-To"]]
         assert request["uri"] == response["uri"] and request["http"].protocol == "GET"
+        assert request["headers"]["WARC-Date"] == response["headers"]["WARC-Date"]
         assert response["headers"]["WARC-IP-Address"] == "127.0.0.1"
         assert response["headers"]["WARC-Payload-Digest"].startswith("sha1:")
     assert url + "robots.txt" in {r["uri"] for r in responses}

@@ -29,7 +29,7 @@ def wants_gevent(argv: list[str]) -> bool:
 
     (`crawl bench` runs its crawl in a child `python -m crawler`, which patches itself.)
     """
-    if argv and argv[0] in ("sql", "stats", "bench", "--help", "--version"):
+    if argv and argv[0] in ("sql", "stats", "crawls", "export", "bench", "--help", "--version"):
         return False
     return engine_from_argv(argv) == "gevent"
 
@@ -67,7 +67,7 @@ def stop_before_start(signum: int, frame: object) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if not (argv and argv[0] in ("sql", "stats", "bench")):  # those keep Python's KeyboardInterrupt
+    if not (argv and argv[0] in ("sql", "stats", "crawls", "export", "bench")):  # those keep Python's KeyboardInterrupt
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, stop_before_start)
     if wants_gevent(argv) and not patch_gevent():

@@ -1,4 +1,5 @@
-"""The command line: `crawl [SEEDS]` (the default command), `crawl sql`, `crawl stats`.
+"""The command line: `crawl [SEEDS]` (the default command), `crawl sql`, `crawl stats`, `crawl crawls`,
+`crawl export`.
 
 Options become Settings and one library call; errors the user can fix become one line on stderr and
 a non-zero exit (2 for bad input, 1 for a failure while running), never a traceback.
@@ -17,14 +18,26 @@ from click.core import ParameterSource
 from click_default_group import DefaultGroup
 
 from crawler import __version__, runner
+from crawler.export import page_fields
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
 from crawler.store.db import StoreError
-from crawler.store.query import QueryError, format_rows, format_stats, run_readonly, stats
+from crawler.store.query import (
+    CRAWL_COLUMNS,
+    QueryError,
+    export_pages,
+    format_stats,
+    list_crawls,
+    readonly,
+    stats,
+    write_rows,
+)
 
 DEFAULTS, LIMITS = Settings(), Limits()
 DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,
                          help="SQLAlchemy URL, or a path to a SQLite file. [env CRAWL_DB]")
+CRAWL_OPTION = click.option("--crawl", "crawl_id", type=click.IntRange(1), default=None,
+                            help="The crawl's id (see `crawl crawls`). [default: the latest]")
 USER_ERRORS: dict[type[Exception], int] = {
     SeedError: 2, runner.NothingToResume: 2, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
 }
@@ -40,6 +53,9 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except tuple(USER_ERRORS) as exc:
             click.echo(f"crawl: {exc}", err=True)
             sys.exit(next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind)))
+        except KeyboardInterrupt:  # Ctrl-C in a reading command (a crawl handles its signals itself)
+            click.echo("crawl: interrupted", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -54,6 +70,8 @@ def cli() -> None:
     crawl [OPTIONS]            resume the latest unfinished crawl in --db
     crawl sql QUERY            ask the pages questions in SQL (read-only)
     crawl stats                a summary of the latest crawl
+    crawl crawls               the crawls in --db
+    crawl export               one crawl's pages as JSON Lines or CSV
     """
 
 
@@ -91,6 +109,10 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-private", is_flag=True,
                      help="Follow links to private, loopback and link-local addresses."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
+        click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
+                     help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
+        click.option("--warc-max-size", type=click.IntRange(1), default=DEFAULTS.warc_max_size,
+                     show_default=True, help="Bytes after which a new WARC file begins."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -134,21 +156,61 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
 @cli.command("sql")
 @click.argument("query")
 @DB_OPTION
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]), default="table",
+              show_default=True, help="table shows the first 1000 rows; the others stream every row.")
 @one_line_errors
 def sql_command(query: str, db: str, fmt: str) -> None:
     """Run a read-only SQL QUERY against the crawl database; writes are refused."""
-    columns, rows = run_readonly(db, query)
-    click.echo(format_rows(columns, rows, fmt))
+    with readonly(db, query) as (columns, rows):
+        write_rows(sys.stdout, columns, rows, fmt)
 
 
 @cli.command("stats")
 @DB_OPTION
+@CRAWL_OPTION
 @one_line_errors
-def stats_command(db: str) -> None:
-    """Pages, statuses, errors, hosts and speed of the latest crawl."""
-    click.echo(format_stats(stats(db)))
+def stats_command(db: str, crawl_id: int | None) -> None:
+    """Pages, statuses, errors, hosts and speed of the latest crawl (or of --crawl ID)."""
+    click.echo(format_stats(stats(db, crawl_id)))
+
+
+@cli.command("crawls")
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def crawls_command(db: str, fmt: str) -> None:
+    """One line per crawl: id, status, times, active seconds, pages, errors, seeds."""
+    rows = list_crawls(db)
+    if fmt != "json":  # a list of seeds reads better as one space-separated cell
+        rows = [[*row[:-1], " ".join(row[-1])] for row in rows]
+    write_rows(sys.stdout, CRAWL_COLUMNS, rows, fmt)
+
+
+@cli.command("export")
+@DB_OPTION
+@CRAWL_OPTION
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--fields", default=None, metavar="A,B,...",
+              help="Columns to write (and `links`). [default: all; jsonl adds links]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              show_default=True, help="File to write, or - for stdout.")
+@one_line_errors
+def export_command(db: str, crawl_id: int | None, fmt: str, fields: str | None, output: str) -> None:
+    """Write one crawl's pages, one record per page, as JSON Lines or CSV, streamed."""
+    chosen = page_fields(fields, fmt)
+    if output == "-":
+        export_pages(db, crawl_id, fmt, chosen, sys.stdout)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as out:
+        export_pages(db, crawl_id, fmt, chosen, out, progress_bar if sys.stderr.isatty() else None)
+
+
+def progress_bar(total: int) -> Callable[[Any], Any]:
+    """A tqdm bar of `total` pages on stderr around the rows."""
+    from tqdm import tqdm
+
+    return lambda rows: tqdm(rows, total=total, unit=" pages", file=sys.stderr, dynamic_ncols=True)
 
 
 @cli.command("bench")

@@ -18,6 +18,7 @@ from crawler.discovery import Discovery, HostBudget
 from crawler.extract.pool import start_extraction, stop_pool
 from crawler.fetch.base import FetchEngine
 from crawler.fetch.guard import AddressGuard
+from crawler.fetch.http import Tap
 from crawler.frontier import Frontier
 from crawler.jobs import JobRunner, RobotsResult
 from crawler.politeness import Politeness
@@ -62,7 +63,7 @@ class Batch:
 
 class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
-                 stop: Stop | None = None, clock: Clock = time.monotonic):
+                 stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -72,7 +73,7 @@ class Crawl:
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
-        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool)
+        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap)
         self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())

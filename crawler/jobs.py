@@ -17,7 +17,7 @@ from crawler.extract.html import extract
 from crawler.extract.pool import TooSlow, dead_after, run_within
 from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
-from crawler.fetch.http import fetch_one
+from crawler.fetch.http import Tap, fetch_one
 from crawler.records import Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
@@ -86,8 +86,9 @@ class JobRunner:
         guard: AddressGuard,
         is_known: Callable[[str], bool],
         pool: Pool | None,
+        tap: Tap | None = None,
     ) -> None:
-        self.engine, self.settings, self.scope = engine, settings, scope
+        self.engine, self.settings, self.scope, self.tap = engine, settings, scope, tap
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
         self.following = HopsInFlight()
         # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
@@ -108,7 +109,7 @@ class JobRunner:
         if blocked:
             return Outcome(job, Response(job.url, job.url, error=blocked))
         follow = self._follower(job.url, followed)
-        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow)
+        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap)
         page = self._extract(response) if response.error is None and is_html(response) else None
         response.length, response.body = len(response.body), b""
         return Outcome(job, response, page, tuple(followed))
@@ -160,7 +161,8 @@ class JobRunner:
         if self.guard.check(url):
             return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
-            response = fetch_one(self.engine.session(), url, self.robots_limits, follow=self._robots_hop)
+            response = fetch_one(self.engine.session(), url, self.robots_limits, follow=self._robots_hop,
+                                 tap=self.tap)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)

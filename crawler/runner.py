@@ -21,6 +21,7 @@ from crawler.store.db import StoreError
 from crawler.store.schema import INTERRUPTED
 from crawler.store.sql import Store, open_store
 from crawler.urls import Scope, host_of
+from crawler.warc import open_recorder
 
 
 class NothingToResume(Exception):
@@ -119,13 +120,17 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     frontier.add((url, host_of(url), 0) for url in seeds)
     sink = store.pages(crawl_id, store.start_run(crawl_id))
     engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
+    recorder = open_recorder(settings.warc, settings.warc_max_size, settings.ignore_robots)
     crawl: Crawl | None = None
     try:
-        crawl = Crawl(settings, frontier, sink, engine, scope, stop)
+        crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
         status = INTERRUPTED
+    finally:
+        if recorder is not None:
+            recorder.close()
     status = _record_end(store, crawl_id, status, stop)
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)

@@ -46,6 +46,8 @@ class Settings:
     ignore_robots: bool = False
     allow_private: bool = False
     quiet: bool = False
+    warc: str | None = None  # record every HTTP exchange in WARC files named after this path
+    warc_max_size: int = 1024 * MiB  # a new WARC file once the current one reaches this size
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

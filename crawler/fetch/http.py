@@ -46,11 +46,17 @@ def make_session(pool_size: int, user_agent: str) -> requests.Session:
     return session
 
 
+# A WARC tap (crawler.warc.Recorder.tap): given a response before its body is read, keeps its bytes and
+# returns what records the exchange, called with why the body was cut ("length", "time", ...) or None.
+Tap = Callable[[requests.Response], Callable[[str | None], None]]
+
 # requests' exceptions are OSErrors; anything else (ValueError, TypeError...) is a bug and raises
 _FAILURES = (Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
 
 
-def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callable[[], float]) -> Response:
+def _attempt(
+    session: requests.Session, url: str, limits: Limits, clock: Callable[[], float], tap: Tap | None = None
+) -> Response:
     """One GET of `url` within `limits.timeout`, body read and capped; failures become `error`.
 
     The status and headers are kept when the body then fails (e.g. a trickle: 200 + "timeout").
@@ -59,7 +65,8 @@ def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callabl
     result = Response(url=url, final_url=url)
     try:
         with watchdog(limits.timeout) as watch:
-            _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock())
+            _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock(),
+                      tap)
     except _FAILURES as exc:
         expired = isinstance(exc, Expired) or watch.fired or clock() >= deadline
         result.body, result.error = b"", "timeout" if expired else _describe(exc)
@@ -67,15 +74,30 @@ def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callabl
 
 
 def _exchange(
-    session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float
+    session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float,
+    tap: Tap | None = None,
 ) -> None:
-    """Fill `result` from one request/response exchange."""
+    """Fill `result` from one request/response exchange (recorded by `tap`, if given)."""
     left = max(left, 0.001)
     with session.get(result.url, stream=True, allow_redirects=False, timeout=(left, left)) as resp:
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
+        finish = tap(resp) if tap is not None else None
         result.status, result.headers = resp.status_code, _headers(resp.raw)
-        result.body, result.error = _read_body(resp.raw, limits.max_bytes, expired, limits.truncate)
+        try:
+            result.body, result.error = _read_body(resp.raw, limits.max_bytes, expired, limits.truncate)
+        except BaseException:
+            if finish is not None:
+                finish("time" if expired() else "disconnect")
+            raise
+        if finish is not None:
+            finish(_cut(result, limits))
+
+
+def _cut(result: Response, limits: Limits) -> str | None:
+    """"length" when the byte cap cut the body (or kept it from being read), else None."""
+    capped = (result.error or "").startswith("too large") or (limits.truncate and len(result.body) >= limits.max_bytes)
+    return "length" if capped else None
 
 
 def _headers(raw: urllib3.BaseHTTPResponse) -> dict[str, str]:
@@ -167,10 +189,12 @@ def _retry_after(value: str, wall: Callable[[], float]) -> float | None:
         return None
 
 
-def _with_retries(session: requests.Session, url: str, limits: Limits, clocks: _Clocks) -> Response:
+def _with_retries(
+    session: requests.Session, url: str, limits: Limits, clocks: _Clocks, tap: Tap | None
+) -> Response:
     attempt = 0
     while True:
-        resp = _attempt(session, url, limits, clocks.clock)
+        resp = _attempt(session, url, limits, clocks.clock, tap)
         if attempt >= limits.retries or not _retryable(resp):
             return resp
         clocks.sleep(_pause(resp, attempt, limits, clocks.wall))
@@ -186,12 +210,13 @@ def _target(resp: Response) -> str | None:
 
 
 def _hops(
-    session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks
+    session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks,
+    tap: Tap | None = None,
 ) -> Response:
     """Fetch `url` and follow the redirects `follow` accepts, up to `limits.max_redirects` hops."""
     seen, current = {url}, url
     for hop in itertools.count():
-        resp = _with_retries(session, current, limits, clocks)
+        resp = _with_retries(session, current, limits, clocks, tap)
         try:
             target = _target(resp)
         except InvalidURL as exc:
@@ -245,14 +270,16 @@ def fetch_one(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = _sleep,
     wall: Callable[[], float] = time.time,
+    tap: Tap | None = None,
 ) -> Response:
-    """GET `url` with retries and the redirect hops `follow` accepts; never raises for network trouble."""
+    """GET `url` with retries and the redirect hops `follow` accepts; never raises for network trouble.
+    With `tap`, every exchange (each attempt and hop) is recorded as it happens (crawler.warc)."""
     started, fetched_at = clock(), wall()
     invalid = _invalid(url)
     if invalid:
         resp = Response(url=url, final_url=url, error=f"invalid url: {invalid}")
     else:
-        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall))
+        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), tap)
     resp.url, resp.fetched_at = url, fetched_at
     resp.elapsed_ms = int((clock() - started) * 1000)
     return resp

@@ -11,25 +11,29 @@ Every failure is a QueryError with a one-line message.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
+import itertools
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import Connection, Row, create_engine, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from crawler.export import WRITERS, page_rows, plain
 from crawler.store.db import StoreError, database_url, first_line, make_engine
-from crawler.store.schema import crawls, frontier, pages
+from crawler.store.schema import UtcDateTime, crawls, frontier, pages, runs
+
+T = TypeVar("T")
 
 READING = {"SELECT", "WITH", "VALUES", "EXPLAIN", "PRAGMA", "TABLE", "SHOW"}
 ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
@@ -52,6 +56,9 @@ ACTIONS = {  # authorizer action code -> what the message calls it
 WRITING = {"INSERT", "REPLACE", "UPDATE", "DELETE", "MERGE", "UPSERT", "CREATE", "DROP", "ALTER", "TRUNCATE",
            "ATTACH", "DETACH", "VACUUM", "REINDEX", "ANALYZE", "COPY", "GRANT", "REVOKE"}  # fmt: skip
 MAX_CELL = 60  # characters shown per cell in table format
+MAX_TABLE_ROWS = 1000  # rows the table format shows (it aligns them, so it holds them); csv/json/jsonl: all
+PROGRESS_OPS = 10_000  # SQLite VM steps between two calls of the progress handler
+FETCH_ROWS = 500  # rows read from the cursor at a time
 
 
 class QueryError(Exception):
@@ -60,13 +67,25 @@ class QueryError(Exception):
 
 def run_readonly(db: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """(columns, rows) of one read-only statement against `db` (path or URL); QueryError otherwise."""
+    with readonly(db, sql) as (columns, rows):
+        return columns, list(rows)
+
+
+@contextmanager
+def readonly(db: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """(columns, rows streamed as they are read) of one read-only statement; QueryError otherwise, also
+    while iterating. KeyboardInterrupt (Ctrl-C) stops a long query: SQLite runs a progress handler so
+    Python sees the signal mid-query; psycopg cancels the query on the server."""
     check_keyword(sql)
     url = make_url(database_url(db))
     if url.get_backend_name() == "sqlite":
-        return sqlite_readonly(url.database or "", sql)
-    if url.get_backend_name() == "postgresql":
-        return postgres_readonly(url, sql)
-    raise QueryError(f"unsupported database {url.drivername!r}")
+        opened = sqlite_readonly(url.database or "", sql)
+    elif url.get_backend_name() == "postgresql":
+        opened = postgres_readonly(url, sql)
+    else:
+        raise QueryError(f"unsupported database {url.drivername!r}")
+    with opened as result:
+        yield result
 
 
 def first_keyword(sql: str) -> str:
@@ -102,7 +121,8 @@ def authorize(denied: list[str], action: int, arg1: str | None, arg2: str | None
     return sqlite3.SQLITE_DENY
 
 
-def sqlite_readonly(path: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+@contextmanager
+def sqlite_readonly(path: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
     if not path or not Path(path).is_file():
         raise QueryError(f"no database at {path}")
     try:
@@ -111,17 +131,34 @@ def sqlite_readonly(path: str, sql: str) -> tuple[list[str], list[tuple[Any, ...
         raise QueryError(f"cannot open {path}: {e}") from None
     denied: list[str] = []
     conn.set_authorizer(partial(authorize, denied))
+    conn.set_progress_handler(lambda: 0, PROGRESS_OPS)  # lets Python run its SIGINT handler mid-query
     try:
-        cursor = conn.execute(sql)
-        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+        cursor = sqlite_call(path, denied, conn.execute, sql)
+        yield [d[0] for d in cursor.description or ()], sqlite_rows(path, denied, cursor)
+    finally:
+        conn.close()
+
+
+def sqlite_rows(path: str, denied: list[str], cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
+    while rows := sqlite_call(path, denied, cursor.fetchmany, FETCH_ROWS):
+        yield from rows
+
+
+def sqlite_call(path: str, denied: list[str], fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) with sqlite3's errors as QueryErrors; a query a Ctrl-C interrupted as KeyboardInterrupt
+    (the progress handler swallowed the signal's exception and reported `interrupted`)."""
+    try:
+        return fn(*args)
     except sqlite3.ProgrammingError as e:
         if "one statement" in str(e):
             raise QueryError("refused: one statement at a time") from None
         raise QueryError(f"SQL error: {e}") from None
+    except sqlite3.OperationalError as e:
+        if str(e) == "interrupted":
+            raise KeyboardInterrupt from None
+        raise QueryError(sqlite_message(path, e, denied)) from None
     except sqlite3.Error as e:
         raise QueryError(sqlite_message(path, e, denied)) from None
-    finally:
-        conn.close()
 
 
 def sqlite_message(path: str, error: sqlite3.Error, denied: list[str]) -> str:
@@ -134,8 +171,10 @@ def sqlite_message(path: str, error: sqlite3.Error, denied: list[str]) -> str:
     return f"SQL error: {first_line(error)}"
 
 
-def postgres_readonly(url: URL, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """One prepared statement (a second one is a syntax error) in a READ ONLY transaction, rolled back."""
+@contextmanager
+def postgres_readonly(url: URL, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """One prepared statement (a second one is a syntax error) in a READ ONLY transaction, rolled back;
+    its rows through a server-side cursor, FETCH_ROWS at a time."""
     import psycopg  # the PostgreSQL driver is an optional dependency
 
     engine = create_engine(url, poolclass=NullPool)
@@ -143,18 +182,25 @@ def postgres_readonly(url: URL, sql: str) -> tuple[list[str], list[tuple[Any, ..
         with engine.connect() as conn:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            rows = postgres_rows(psycopg, cursor.stream(sql))
             try:
-                cursor.execute(sql, prepare=True)
-                rows = cursor.fetchall() if cursor.description else []
-                return [d.name for d in cursor.description or ()], rows
+                first = next(rows, None)  # the query runs, and fails, before any output is written
+                yield [d.name for d in cursor.description or ()], itertools.chain(() if first is None else [first], rows)
             finally:
+                cursor.close()
                 conn.rollback()
     except SQLAlchemyError as e:
         raise QueryError(f"cannot connect to {url.render_as_string()}: {first_line(e)}") from None
-    except psycopg.Error as e:
-        raise QueryError(postgres_message(e)) from None
     finally:
         engine.dispose()
+
+
+def postgres_rows(psycopg: Any, stream: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """The rows of psycopg's `cursor.stream` (single-row mode, one statement by the extended protocol)."""
+    try:
+        yield from stream
+    except psycopg.Error as e:
+        raise QueryError(postgres_message(e)) from None
 
 
 def postgres_message(error: Exception) -> str:
@@ -168,19 +214,65 @@ def postgres_message(error: Exception) -> str:
     return f"SQL error: {text}"
 
 
-def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
-    """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
+@contextmanager
+def reading(db: str, what: str) -> Iterator[Connection]:
+    """A connection to `db` as it is (never migrated nor created); failures as QueryErrors on `what`."""
     try:
         engine = make_engine(db, create=False)
     except StoreError as e:
         raise QueryError(str(e)) from None
     try:
         with engine.connect() as conn:
-            return crawl_stats(conn, crawl_id)
+            yield conn
     except SQLAlchemyError as e:
-        raise QueryError(f"cannot read crawl stats from {db}: {first_line(e)}") from None
+        raise QueryError(f"cannot read {what} from {db}: {first_line(e)}") from None
     finally:
         engine.dispose()
+
+
+def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
+    """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
+    with reading(db, "crawl stats") as conn:
+        return crawl_stats(conn, crawl_id)
+
+
+CRAWL_COLUMNS = ["id", "status", "started_at", "finished_at", "active_s", "pages", "errors", "seeds"]
+
+
+def list_crawls(db: str) -> list[list[Any]]:
+    """One row of CRAWL_COLUMNS per crawl, oldest first; `active_s` sums its runs (each from its start to
+    its end, or to its last heartbeat if it died), so the time a crawl spent stopped does not count."""
+    with reading(db, "the crawls") as conn:
+        tallies = {crawl_id: (n, errors) for crawl_id, n, errors in conn.execute(
+            select(pages.c.crawl_id, func.count(), func.count(pages.c.error)).group_by(pages.c.crawl_id))}
+        ended = func.coalesce(runs.c.ended_at, runs.c.alive_at, type_=UtcDateTime)
+        active = active_seconds(conn.execute(select(runs.c.crawl_id, runs.c.started_at, ended)))
+        return [
+            [c.id, c.status, c.started_at, c.finished_at, round(active.get(c.id, 0.0), 3),
+             *tallies.get(c.id, (0, 0)), json.loads(c.seeds)]
+            for c in conn.execute(select(crawls).order_by(crawls.c.id))
+        ]
+
+
+def active_seconds(spans: Iterable[Sequence[Any]]) -> dict[int, float]:
+    """{crawl_id: seconds} summed over (crawl_id, started, ended) spans."""
+    total: dict[int, float] = {}
+    for crawl_id, started, ended in spans:
+        total[crawl_id] = total.get(crawl_id, 0.0) + max((ended - started).total_seconds(), 0.0)
+    return total
+
+
+def export_pages(db: str, crawl_id: int | None, fmt: str, fields: Sequence[str], out: TextIO,
+                 progress: Callable[[int], Callable[[Iterator[Any]], Iterator[Any]]] | None = None) -> int:
+    """Write the pages of the crawl (default the latest) to `out` in `fmt`, streamed; how many.
+    `progress(total)` may wrap the rows (a progress bar)."""
+    with reading(db, "pages") as conn:
+        crawl = find_crawl(conn, crawl_id)
+        rows = page_rows(conn, crawl.id, fields)
+        if progress is not None:
+            total = conn.execute(select(func.count()).select_from(pages).where(pages.c.crawl_id == crawl.id))
+            rows = progress(total.scalar_one())(rows)
+        return WRITERS[fmt](out, fields, rows)
 
 
 def find_crawl(conn: Connection, crawl_id: int | None) -> Row[Any]:
@@ -241,41 +333,23 @@ def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
     }
 
 
-def plain(value: Any) -> Any:
-    """A JSON/CSV-friendly form of one database value."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
+def format_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> str:
+    """Rows as `table` (aligned, long cells cut), `csv` (with a header), `json` (an array of objects) or
+    `jsonl` (an object a line), as one string; `write_rows` writes them as they come."""
+    out = io.StringIO()
+    write_rows(out, columns, rows, fmt)
+    return out.getvalue().rstrip("\n")
 
 
-def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Rows as `table` (aligned, long cells cut), `csv` (with a header) or `json` (an array of objects)."""
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([plain(v) for v in row] for row in rows)
-        return out.getvalue().rstrip("\n")
-    if fmt == "json":
-        keys = unique_names(columns)
-        return json.dumps([dict(zip(keys, map(plain, row))) for row in rows], indent=2, ensure_ascii=False)
+def write_rows(out: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> int:
+    """Write rows to `out` in `fmt`, one at a time (table: the first MAX_TABLE_ROWS); how many were read."""
     if fmt == "table":
-        return format_table(columns, rows)
-    raise QueryError(f"unknown format {fmt!r}: use table, csv or json")
-
-
-def unique_names(columns: Sequence[str]) -> list[str]:
-    """Column names made unique for JSON keys: a repeated `a` becomes `a_2`, `a_3`, ..."""
-    seen: dict[str, int] = {}
-    names = []
-    for name in columns:
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return names
+        shown = list(itertools.islice(rows, MAX_TABLE_ROWS + 1))
+        out.write(format_table(columns, shown[:MAX_TABLE_ROWS], more=len(shown) > MAX_TABLE_ROWS) + "\n")
+        return len(shown)
+    if fmt not in WRITERS:
+        raise QueryError(f"unknown format {fmt!r}: use table, csv, json or jsonl")
+    return WRITERS[fmt](out, columns, rows)
 
 
 def cell(value: Any) -> str:
@@ -285,8 +359,9 @@ def cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Aligned columns (numbers to the right), a rule under the header, and a row count."""
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], more: bool = False) -> str:
+    """Aligned columns (numbers to the right), a rule under the header, and a row count (with `more`:
+    that the rows shown are the first of more)."""
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(columns)]
     numeric = [
@@ -299,7 +374,10 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "  ".join(parts).rstrip()
 
     body = [line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    return "\n".join([*body, f"({len(rows)} row{'' if len(rows) == 1 else 's'})"])
+    count = f"({len(rows)} row{'' if len(rows) == 1 else 's'})"
+    if more:
+        count = f"(the first {len(rows)} rows; use --format csv, json or jsonl for all of them)"
+    return "\n".join([*body, count])
 
 
 def format_stats(figures: dict[str, Any]) -> str:

@@ -54,6 +54,9 @@ def cli() -> None:
     crawl [OPTIONS]            resume the latest unfinished crawl in --db
     crawl sql QUERY            ask the pages questions in SQL (read-only)
     crawl stats                a summary of the latest crawl
+    crawl recrawl              crawl the latest crawl's URLs again, asking only for what changed
+    crawl changes              what changed between the latest crawl and the one before
+    crawl search TERMS         pages ranked by relevance to TERMS
     """
 
 
@@ -124,11 +127,27 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
         result = runner.start(settings_from(params), urls)
     else:
         result = runner.resume(params["db"], given_on_command_line(ctx))
+    report(result, params)
+
+
+def report(result: runner.Result, params: dict[str, Any]) -> None:
     if result.status == "interrupted":
         click.echo(f"crawl: interrupted; run `crawl --db {params['db']}` to resume", err=True)
     if not params["quiet"]:
         click.echo(result.summary())
     sys.exit(result.exit_code)
+
+
+@cli.command("recrawl")
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The crawl to revalidate (default: the latest).")
+@settings_options
+@click.pass_context
+@one_line_errors
+def recrawl_command(ctx: click.Context, crawl_id: int | None, **params: Any) -> None:
+    """A new crawl with an earlier crawl's seeds and settings (options given here override them) that asks
+    for each URL it stored with If-None-Match / If-Modified-Since: a 304 keeps the earlier page's fields."""
+    overrides = {k: v for k, v in given_on_command_line(ctx).items() if k != "crawl_id"}
+    report(runner.recrawl(params["db"], crawl_id, overrides), params)
 
 
 @cli.command("sql")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from crawler.discovery import Discovery, HostBudget
@@ -61,7 +61,8 @@ class Batch:
 
 class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
-                 stop: Stop | None = None, clock: Clock = time.monotonic):
+                 stop: Stop | None = None, clock: Clock = time.monotonic,
+                 validators: Mapping[str, Mapping[str, str]] | None = None):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -71,7 +72,8 @@ class Crawl:
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
-        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool)
+        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool,
+                              validators)
         self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
 
@@ -86,8 +86,10 @@ class JobRunner:
         guard: AddressGuard,
         is_known: Callable[[str], bool],
         pool: Pool | None,
+        validators: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.engine, self.settings, self.scope = engine, settings, scope
+        self.validators = validators or {}  # url -> If-None-Match / If-Modified-Since, in a recrawl
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
         self.following = HopsInFlight()
         # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
@@ -108,7 +110,8 @@ class JobRunner:
         if blocked:
             return Outcome(job, Response(job.url, job.url, error=blocked))
         follow = self._follower(job.url, followed)
-        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow)
+        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow,
+                             headers=self.validators.get(job.url))
         page = self._extract(response) if response.error is None and is_html(response) else None
         response.length, response.body = len(response.body), b""
         return Outcome(job, response, page, tuple(followed))

@@ -14,7 +14,7 @@ import http.client
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -50,7 +50,12 @@ def make_session(pool_size: int, user_agent: str) -> requests.Session:
 _FAILURES = (Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
 
 
-def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callable[[], float]) -> Response:
+Headers = Mapping[str, str] | None  # extra request headers (a recrawl's validators)
+
+
+def _attempt(
+    session: requests.Session, url: str, limits: Limits, clock: Callable[[], float], headers: Headers = None
+) -> Response:
     """One GET of `url` within `limits.timeout`, body read and capped; failures become `error`.
 
     The status and headers are kept when the body then fails (e.g. a trickle: 200 + "timeout").
@@ -59,7 +64,8 @@ def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callabl
     result = Response(url=url, final_url=url)
     try:
         with watchdog(limits.timeout) as watch:
-            _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock())
+            _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock(),
+                      headers)
     except _FAILURES as exc:
         expired = isinstance(exc, Expired) or watch.fired or clock() >= deadline
         result.body, result.error = b"", "timeout" if expired else _describe(exc)
@@ -67,11 +73,13 @@ def _attempt(session: requests.Session, url: str, limits: Limits, clock: Callabl
 
 
 def _exchange(
-    session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float
+    session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float,
+    headers: Headers,
 ) -> None:
     """Fill `result` from one request/response exchange."""
     left = max(left, 0.001)
-    with session.get(result.url, stream=True, allow_redirects=False, timeout=(left, left)) as resp:
+    timeout = (left, left)
+    with session.get(result.url, stream=True, allow_redirects=False, timeout=timeout, headers=headers) as resp:
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
         result.status, result.headers = resp.status_code, _headers(resp.raw)
@@ -167,10 +175,12 @@ def _retry_after(value: str, wall: Callable[[], float]) -> float | None:
         return None
 
 
-def _with_retries(session: requests.Session, url: str, limits: Limits, clocks: _Clocks) -> Response:
+def _with_retries(
+    session: requests.Session, url: str, limits: Limits, clocks: _Clocks, headers: Headers = None
+) -> Response:
     attempt = 0
     while True:
-        resp = _attempt(session, url, limits, clocks.clock)
+        resp = _attempt(session, url, limits, clocks.clock, headers)
         if attempt >= limits.retries or not _retryable(resp):
             return resp
         clocks.sleep(_pause(resp, attempt, limits, clocks.wall))
@@ -186,12 +196,14 @@ def _target(resp: Response) -> str | None:
 
 
 def _hops(
-    session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks
+    session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks,
+    headers: Headers,
 ) -> Response:
-    """Fetch `url` and follow the redirects `follow` accepts, up to `limits.max_redirects` hops."""
+    """Fetch `url` and follow the redirects `follow` accepts, up to `limits.max_redirects` hops; `headers`
+    go with the request for `url` only (validators are about that URL)."""
     seen, current = {url}, url
     for hop in itertools.count():
-        resp = _with_retries(session, current, limits, clocks)
+        resp = _with_retries(session, current, limits, clocks, headers if current == url else None)
         try:
             target = _target(resp)
         except InvalidURL as exc:
@@ -245,14 +257,16 @@ def fetch_one(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = _sleep,
     wall: Callable[[], float] = time.time,
+    headers: Headers = None,
 ) -> Response:
-    """GET `url` with retries and the redirect hops `follow` accepts; never raises for network trouble."""
+    """GET `url` (with `headers`) with retries and the redirect hops `follow` accepts; never raises for
+    network trouble. A 304 to a conditional GET is an answer like any other (status 304, no body)."""
     started, fetched_at = clock(), wall()
     invalid = _invalid(url)
     if invalid:
         resp = Response(url=url, final_url=url, error=f"invalid url: {invalid}")
     else:
-        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall))
+        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), headers)
     resp.url, resp.fetched_at = url, fetched_at
     resp.elapsed_ms = int((clock() - started) * 1000)
     return resp

@@ -170,6 +170,22 @@ def stats_command(db: str) -> None:
     click.echo(format_stats(stats(db)))
 
 
+@cli.command("search")
+@click.argument("terms")
+@DB_OPTION
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The crawl to search (default: the latest).")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def search_command(terms: str, db: str, crawl_id: int | None, limit: int, fmt: str) -> None:
+    """Pages matching TERMS, best first: words, "a phrase", prefix*, -excluded."""
+    from crawler.store.search import search
+
+    columns, rows = search(db, terms, crawl_id, limit)
+    click.echo(format_rows(columns, rows, fmt))
+
+
 @cli.command("bench")
 @click.option("--pages", type=click.IntRange(1), default=1000, show_default=True, help="Pages of the synthetic site.")
 @click.option("--engine", type=click.Choice(["gevent", "threads"]), default=DEFAULTS.engine, show_default=True)

@@ -93,6 +93,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ignore-robots", is_flag=True, help="Don't fetch or obey robots.txt."),
         click.option("--allow-private", is_flag=True,
                      help="Follow links to private, loopback and link-local addresses."),
+        click.option("--sitemap", multiple=True, metavar="URL", help="Also read this sitemap (repeatable)."),
+        click.option("--no-sitemaps", is_flag=True, help="Don't follow the Sitemap: lines of robots.txt."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
     ]
     for option in reversed(options):
@@ -103,7 +105,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def settings_from(params: dict[str, Any]) -> Settings:
     limits = Limits(**{k: v for k, v in params.items() if k in Limits.__dataclass_fields__})
     top = {k: v for k, v in params.items() if k in Settings.__dataclass_fields__}
-    return Settings(limits=limits, **top | {"include": tuple(top["include"]), "exclude": tuple(top["exclude"])})
+    tuples = {key: tuple(top[key]) for key in ("include", "exclude", "sitemap")}
+    return Settings(limits=limits, **top | tuples)
 
 
 def given_on_command_line(ctx: click.Context) -> dict[str, Any]:

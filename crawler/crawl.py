@@ -192,6 +192,8 @@ class Crawl:
         # rules first: finished() forgets an idle slot, and Crawl-delay must count from this request's start
         self.scheduler.set_rules(result.origin, result.rules, self.settings.limits.max_crawl_delay,
                                  result.problem)
+        if not self.settings.no_sitemaps:  # named sitemaps are queued like seeds; scope and traps apply
+            self.discovery.urls(self.jobs.sitemaps.named(result.rules.sitemaps()), 0)
         self._finished(host, result.response)
 
     def _page_done(self, outcome: Outcome) -> None:

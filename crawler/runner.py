@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 
 from crawler.crawl import Crawl
-from crawler.frontier.sql import SqlFrontier
 from crawler.fetch import load_engine
+from crawler.frontier.sql import SqlFrontier
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
@@ -133,7 +133,7 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
     frontier = store.frontier(crawl_id)
-    frontier.add((url, host_of(url), 0) for url in seeds)
+    frontier.add((url, host_of(url), 0) for url in [*seeds, *settings.sitemap])
     recrawl_of = store.crawl(crawl_id)[3]
     validators = _queue_earlier(store, frontier, recrawl_of)
     sink = store.pages(crawl_id, store.start_run(crawl_id), recrawl_of)

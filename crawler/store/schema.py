@@ -123,6 +123,7 @@ pages = Table(
     Column("status", Integer),
     Column("error", Text),
     Column("content_type", Text),
+    Column("kind", Text),  # what extraction read: html | sitemap | sitemap index (NULL: nothing)
     Column("length", Integer),
     Column("fetched_at", UtcDateTime),
     Column("elapsed_ms", Integer),
@@ -144,6 +145,7 @@ links = Table(
     Column("page_id", Integer, ForeignKey("pages.id"), nullable=False),
     Column("url", Text, nullable=False),
     Column("anchor", Text),
+    Column("lastmod", Text),  # a sitemap's <lastmod> for the URL (NULL for HTML links)
     Index(None, "page_id"),
     Index(None, "url"),
 )

@@ -258,6 +258,7 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
         "elapsed_ms": response.elapsed_ms,
         "content_hash": (page.content_hash or None) if page else None,
         "encoding": page.encoding if page else None,
+        "kind": page.kind if page else None,
         "etag": response.headers.get("etag"),
         "last_modified": response.headers.get("last-modified"),
         "unchanged": False,
@@ -278,7 +279,7 @@ def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome], rec
     query = insert_ignore(conn.dialect.name, pages).returning(pages.c.id, pages.c.url)
     page_ids = {url: id_ for id_, url in conn.execute(query, rows)}
     link_rows = [
-        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor}
+        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor, "lastmod": link.lastmod}
         for o in unique.values()
         if o.page is not None and o.job.url in page_ids
         for link in o.page.links

@@ -1,4 +1,5 @@
-"""recrawl and search: pages.etag / last_modified / unchanged, crawls.recrawl_of, and the search index
+"""recrawl, sitemaps and search: pages.etag / last_modified / unchanged / kind, links.lastmod,
+crawls.recrawl_of, and the search index
 (SQLite: the FTS5 table pages_fts over pages' title and text, kept current by triggers; PostgreSQL: a GIN
 index on their tsvector, the expression crawler.store.search queries).
 
@@ -38,6 +39,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("etag", sa.Text(), nullable=True))
         batch.add_column(sa.Column("last_modified", sa.Text(), nullable=True))
         batch.add_column(sa.Column("unchanged", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch.add_column(sa.Column("kind", sa.Text(), nullable=True))
+    with op.batch_alter_table("links") as batch:
+        batch.add_column(sa.Column("lastmod", sa.Text(), nullable=True))
     with op.batch_alter_table("crawls") as batch:
         batch.add_column(sa.Column("recrawl_of", sa.Integer(), nullable=True))
     if op.get_bind().dialect.name == "sqlite":
@@ -55,7 +59,10 @@ def downgrade() -> None:
         op.execute("DROP INDEX ix_pages_search")
     with op.batch_alter_table("crawls") as batch:
         batch.drop_column("recrawl_of")
+    with op.batch_alter_table("links") as batch:
+        batch.drop_column("lastmod")
     with op.batch_alter_table("pages") as batch:
+        batch.drop_column("kind")
         batch.drop_column("unchanged")
         batch.drop_column("last_modified")
         batch.drop_column("etag")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import pytest
 from conftest import run_cli
 from sqlalchemy import create_engine, text
 

@@ -189,6 +189,24 @@ def search_command(terms: str, db: str, crawl_id: int | None, limit: int, fmt: s
     click.echo(format_rows(columns, rows, fmt))
 
 
+@cli.command("changes")
+@DB_OPTION
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The newer crawl (default: the latest).")
+@click.option("--since", type=int, default=None, help="The older crawl (default: the latest before it with the "
+              "same seeds).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def changes_command(db: str, crawl_id: int | None, since: int | None, fmt: str) -> None:
+    """One row per URL of either crawl: new, gone, changed, moved or unchanged."""
+    from crawler.store.changes import COLUMNS, changes, tally
+
+    new, old, rows = changes(db, crawl_id, since)
+    click.echo(format_rows(COLUMNS, rows, fmt))
+    if fmt == "table":
+        click.echo(f"crawl {new} since crawl {old}: {tally(rows)}")
+
+
 @cli.command("bench")
 @click.option("--pages", type=click.IntRange(1), default=1000, show_default=True, help="Pages of the synthetic site.")
 @click.option("--engine", type=click.Choice(["gevent", "threads"]), default=DEFAULTS.engine, show_default=True)

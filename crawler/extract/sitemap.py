@@ -63,7 +63,8 @@ def parse(body: bytes, max_bytes: int) -> Sitemap:
 
 def text_sitemap(body: bytes) -> Sitemap:
     lines = body.decode("utf-8", "replace").splitlines()
-    return Sitemap(entries=[(line.strip(), None) for line in lines if line.strip()][:MAX_ENTRIES])
+    found: list[tuple[str, str | None]] = [(line.strip(), None) for line in lines if line.strip()]
+    return Sitemap(entries=found[:MAX_ENTRIES])
 
 
 def xml_sitemap(body: bytes) -> Sitemap:
@@ -82,7 +83,7 @@ def xml_sitemap(body: bytes) -> Sitemap:
 
 
 def entries(root: etree._Element) -> list[tuple[str, str | None]]:
-    found = []
+    found: list[tuple[str, str | None]] = []
     for item in root:
         if not isinstance(item.tag, str):
             continue  # a comment or a processing instruction

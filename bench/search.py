@@ -3,7 +3,9 @@
 Fills a fresh SQLite database (or, with --db, a PostgreSQL one) with N page rows of generated text
 (crawler.testsite's word list, ~300 words each) through the crawl's own write path (save_pages), once
 with the search index (FTS5 triggers / the GIN index) and once without it, and reports rows/s both ways;
-then times each query kind (word, two words, phrase, prefix, -word) as the median of 20 runs.
+then times each query kind (word, two words, phrase, prefix, -word) as the median of 20 runs. Last, the
+cost to a real crawl: pages/s of `crawl` over a local `crawler.testsite --html realistic` site of
+--crawl-pages pages into SQLite with the FTS5 triggers and without them, alternated --repeat times.
 
     python bench/search.py                      # 100k pages, SQLite
     python bench/search.py --pages 20000 --db postgresql+psycopg://postgres@127.0.0.1/test
@@ -14,7 +16,10 @@ Not a test: nothing here is asserted.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,10 +70,43 @@ def latency(db: str, query: str) -> tuple[float, int]:
     return statistics.median(times) * 1000, found
 
 
+def crawl_rate(url: str, pages: int, db: str, indexed: bool) -> float:
+    """Pages/s of the real CLI crawling `url` into a new SQLite file, with or without the FTS5 triggers."""
+    open_store(db).close()
+    if not indexed:
+        with sqlite3.connect(db) as conn:
+            for statement in NO_INDEX["sqlite"]:
+                conn.execute(statement)
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-m", "crawler", url, "--db", db, "--quiet", "--parse-workers", "2",
+                    "--concurrency", "32", "--per-host", "32"], check=True, timeout=1800)
+    return pages / (time.monotonic() - began)
+
+
+def crawl_cost(pages: int, repeat: int, tmp: str) -> None:
+    site = subprocess.Popen([sys.executable, "-m", "crawler.testsite", "--pages", str(pages), "--html",
+                             "realistic"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert site.stdout is not None
+        url = site.stdout.readline().strip()
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for run in range(repeat):
+            for indexed in (True, False):
+                rates[indexed].append(crawl_rate(url, pages, str(Path(tmp) / f"c{run}{indexed}.db"), indexed))
+    finally:
+        site.terminate()
+        site.wait(10)
+    for indexed, values in rates.items():
+        shown = ", ".join(f"{rate:.0f}" for rate in values)
+        print(f"crawl of {pages} pages {'with' if indexed else 'without'} the index: {shown} pages/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=100_000)
     parser.add_argument("--db", help="a PostgreSQL URL (an empty database: tables are created, then kept)")
+    parser.add_argument("--crawl-pages", type=int, default=3000, help="0: skip the crawl comparison")
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         plain = fill(args.db or str(Path(tmp) / "plain.db"), args.pages, indexed=False)
@@ -83,6 +121,8 @@ def main() -> None:
         for query in QUERIES:
             ms, found = latency(db, query)
             print(f"  {query!r:22} {ms:7.1f} ms median  ({found} results shown)")
+        if args.crawl_pages:
+            crawl_cost(args.crawl_pages, args.repeat, tmp)
 
 
 if __name__ == "__main__":

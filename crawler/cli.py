@@ -72,6 +72,9 @@ def cli() -> None:
     crawl stats                a summary of the latest crawl
     crawl crawls               the crawls in --db
     crawl export               one crawl's pages as JSON Lines or CSV
+    crawl recrawl              crawl the latest crawl's URLs again, asking only for what changed
+    crawl changes              what changed between the latest crawl and the one before
+    crawl search TERMS         pages ranked by relevance to TERMS
     """
 
 
@@ -108,6 +111,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ignore-robots", is_flag=True, help="Don't fetch or obey robots.txt."),
         click.option("--allow-private", is_flag=True,
                      help="Follow links to private, loopback and link-local addresses."),
+        click.option("--sitemap", multiple=True, metavar="URL", help="Also read this sitemap (repeatable)."),
+        click.option("--no-sitemaps", is_flag=True, help="Don't follow the Sitemap: lines of robots.txt."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
         click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
                      help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
@@ -122,7 +127,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def settings_from(params: dict[str, Any]) -> Settings:
     limits = Limits(**{k: v for k, v in params.items() if k in Limits.__dataclass_fields__})
     top = {k: v for k, v in params.items() if k in Settings.__dataclass_fields__}
-    return Settings(limits=limits, **top | {"include": tuple(top["include"]), "exclude": tuple(top["exclude"])})
+    tuples = {key: tuple(top[key]) for key in ("include", "exclude", "sitemap")}
+    return Settings(limits=limits, **top | tuples)
 
 
 def given_on_command_line(ctx: click.Context) -> dict[str, Any]:
@@ -146,11 +152,27 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
         result = runner.start(settings_from(params), urls)
     else:
         result = runner.resume(params["db"], given_on_command_line(ctx))
+    report(result, params)
+
+
+def report(result: runner.Result, params: dict[str, Any]) -> None:
     if result.status == "interrupted":
         click.echo(f"crawl: interrupted; run `crawl --db {params['db']}` to resume", err=True)
     if not params["quiet"]:
         click.echo(result.summary())
     sys.exit(result.exit_code)
+
+
+@cli.command("recrawl")
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The crawl to revalidate (default: the latest).")
+@settings_options
+@click.pass_context
+@one_line_errors
+def recrawl_command(ctx: click.Context, crawl_id: int | None, **params: Any) -> None:
+    """A new crawl with an earlier crawl's seeds and settings (options given here override them) that asks
+    for each URL it stored with If-None-Match / If-Modified-Since: a 304 keeps the earlier page's fields."""
+    overrides = {k: v for k, v in given_on_command_line(ctx).items() if k != "crawl_id"}
+    report(runner.recrawl(params["db"], crawl_id, overrides), params)
 
 
 @cli.command("sql")
@@ -211,6 +233,40 @@ def progress_bar(total: int) -> Callable[[Any], Any]:
     from tqdm import tqdm
 
     return lambda rows: tqdm(rows, total=total, unit=" pages", file=sys.stderr, dynamic_ncols=True)
+
+
+@cli.command("search")
+@click.argument("terms")
+@DB_OPTION
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The crawl to search (default: the latest).")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def search_command(terms: str, db: str, crawl_id: int | None, limit: int, fmt: str) -> None:
+    """Pages matching TERMS, best first: words, "a phrase", prefix*, -excluded."""
+    from crawler.store.search import search
+
+    columns, rows = search(db, terms, crawl_id, limit)
+    write_rows(sys.stdout, columns, rows, fmt)
+
+
+@cli.command("changes")
+@DB_OPTION
+@click.option("--crawl", "crawl_id", type=int, default=None, help="The newer crawl (default: the latest).")
+@click.option("--since", type=int, default=None, help="The older crawl (default: the latest before it with the "
+              "same seeds).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@one_line_errors
+def changes_command(db: str, crawl_id: int | None, since: int | None, fmt: str) -> None:
+    """One row per URL of either crawl: new, gone, changed, moved or unchanged."""
+    from crawler.store.changes import COLUMNS, changes, tally
+
+    new, old, rows = changes(db, crawl_id, since)
+    write_rows(sys.stdout, COLUMNS, rows, fmt)
+    if fmt == "table":
+        click.echo(f"crawl {new} since crawl {old}: {tally(rows)}")
 
 
 @cli.command("bench")

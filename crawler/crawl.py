@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from crawler.discovery import Discovery, HostBudget
@@ -63,7 +63,8 @@ class Batch:
 
 class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
-                 stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None):
+                 stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None,
+                 validators: Mapping[str, Mapping[str, str]] | None = None):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -73,7 +74,8 @@ class Crawl:
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
-        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap)
+        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap,
+                              validators)
         self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())
@@ -210,6 +212,8 @@ class Crawl:
         # rules first: finished() forgets an idle slot, and Crawl-delay must count from this request's start
         self.scheduler.set_rules(result.origin, result.rules, self.settings.limits.max_crawl_delay,
                                  result.problem)
+        if not self.settings.no_sitemaps:  # named sitemaps are queued like seeds; scope and traps apply
+            self.discovery.urls(self.jobs.sitemaps.named(result.rules.sitemaps()), 0)
         self._finished(host, result.response)
 
     def _page_done(self, outcome: Outcome) -> None:

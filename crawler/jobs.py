@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
+from typing import Any
 
+from crawler.extract import sitemap
 from crawler.extract.html import extract
 from crawler.extract.pool import TooSlow, dead_after, run_within
+from crawler.extract.sitemap import root_of
 from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap, fetch_one
@@ -23,7 +26,7 @@ from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
-from crawler.urls import Scope, host_of, trap_reason
+from crawler.urls import InvalidURL, Scope, host_of, normalize, trap_reason
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 
@@ -69,6 +72,42 @@ class HopsInFlight:
         return url in self._urls
 
 
+class Sitemaps:
+    """The URLs known to be sitemaps (--sitemap, robots.txt's Sitemap: lines, an index's entries) with
+    their nesting level: an index deeper than MAX_NESTING is read, its sitemaps not followed. A URL not
+    named but whose body opens <urlset> or <sitemapindex> is a sitemap too (so a resume knows nested ones)."""
+
+    MAX_NESTING = 3
+
+    def __init__(self, given: Iterable[str]) -> None:
+        self.level = dict.fromkeys(given, 0)
+
+    def named(self, urls: Iterable[str], level: int = 0) -> list[str]:
+        """Note `urls` as sitemaps; the normalized ones, to queue."""
+        found = []
+        for url in urls:
+            try:
+                found.append(normalize(url))
+            except InvalidURL:
+                continue
+            self.level.setdefault(found[-1], level)
+        return found
+
+    def is_sitemap(self, url: str, response: Response) -> bool:
+        named = url in self.level
+        return response.status == 200 and (named or (not is_html(response) and root_of(response.body) is not None))
+
+    def nested(self, url: str, page: Page | None) -> None:
+        """An index's entries are sitemaps one level down; past MAX_NESTING they are not followed."""
+        if page is None or page.kind != "sitemap index":
+            return
+        level = self.level.get(url, 0) + 1
+        if level > self.MAX_NESTING:
+            page.links, page.error = [], f"sitemap error: indexes nested deeper than {self.MAX_NESTING}"
+        else:
+            self.named([link.url for link in page.links], level)
+
+
 def is_html(response: Response) -> bool:
     kind = response.content_type
     return kind in HTML_TYPES or (not kind and response.body.lstrip()[:1] == b"<")
@@ -87,10 +126,13 @@ class JobRunner:
         is_known: Callable[[str], bool],
         pool: Pool | None,
         tap: Tap | None = None,
+        validators: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.engine, self.settings, self.scope, self.tap = engine, settings, scope, tap
+        self.validators = validators or {}  # url -> If-None-Match / If-Modified-Since, in a recrawl
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
         self.following = HopsInFlight()
+        self.sitemaps = Sitemaps(settings.sitemap)
         # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
         cap = min(settings.limits.max_bytes, ROBOTS_MAX_BYTES)
         self.robots_limits = dataclasses.replace(settings.limits, max_bytes=cap, truncate=True)
@@ -109,9 +151,17 @@ class JobRunner:
         if blocked:
             return Outcome(job, Response(job.url, job.url, error=blocked))
         follow = self._follower(job.url, followed)
-        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap)
-        page = self._extract(response) if response.error is None and is_html(response) else None
+        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
+                             headers=self.validators.get(job.url))
+        page = None
+        if response.error is None and self.sitemaps.is_sitemap(job.url, response):
+            page = self._extract(response, sitemap.extract, self.settings.limits.max_bytes)
+            self.sitemaps.nested(job.url, page)
+        elif response.error is None and is_html(response):
+            page = self._extract(response, extract, response.headers.get("content-type"))
         response.length, response.body = len(response.body), b""
+        if page is not None and page.error:
+            response.error = page.error
         return Outcome(job, response, page, tuple(followed))
 
     def _follower(self, url: str, followed: list[str]) -> Callable[[str], bool]:
@@ -138,13 +188,14 @@ class JobRunner:
 
         return follow
 
-    def _extract(self, response: Response) -> Page | None:
-        args = (response.final_url, response.body, response.headers.get("content-type"))
+    def _extract(self, response: Response, fn: Callable[[str, bytes, Any], Page], arg: Any) -> Page | None:
+        """fn(url, body, arg) in the extraction pool (html.extract, or sitemap.extract)."""
+        args = (response.final_url, response.body, arg)
         limit = self.settings.limits.parse_timeout
         try:
             if self.pool is None:
-                return extract(*args)
-            return self.engine.apply(self.pool, run_within, (limit, extract, *args), dead_after(limit))
+                return fn(*args)
+            return self.engine.apply(self.pool, run_within, (limit, fn, *args), dead_after(limit))
         except TooSlow:  # interrupted in its process, which goes on with the next page
             response.error = f"parse error: extraction took over {limit:g} s"
         except TimeoutError as exc:  # its process died (the pool starts another) or hung in C code

@@ -54,6 +54,7 @@ class Response:
 class Link:
     url: str  # absolute, normalized, http(s), no fragment
     anchor: str  # visible anchor text, whitespace-collapsed
+    lastmod: str | None = None  # a sitemap's <lastmod> for this URL
 
 
 @dataclass(slots=True)
@@ -66,6 +67,8 @@ class Page:
     content_hash: str = ""  # sha1 hex of the body bytes
     links: list[Link] = field(default_factory=list)
     encoding: str | None = None  # the charset the body was decoded with
+    kind: str = "html"  # html | sitemap | sitemap index
+    error: str | None = None  # what could not be read (a malformed sitemap), though the rest was
 
 
 @dataclass(slots=True)

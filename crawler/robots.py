@@ -33,6 +33,10 @@ class Rules:
             return None
         return self._parser.crawl_delay(product_token(user_agent))
 
+    def sitemaps(self) -> list[str]:
+        """The URLs of its `Sitemap:` lines."""
+        return [] if self._parser is None else list(self._parser.sitemaps)
+
     def __repr__(self) -> str:
         if self._parser is None:
             return "ALLOW_ALL" if self._verdict else "DISALLOW_ALL"

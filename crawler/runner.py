@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from crawler.crawl import Crawl
 from crawler.fetch import load_engine
+from crawler.frontier.sql import SqlFrontier
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
@@ -91,6 +92,22 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
             store.close()
 
 
+def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Result:
+    """A new crawl with the seeds and settings (less `overrides`) of crawl `crawl_id` (default: the latest)
+    that fetches every URL that crawl stored with its validators; a 304 keeps the earlier row's fields.
+    Interrupted, it resumes like any crawl (`crawl` without seeds)."""
+    with Stop().installed(exiting=True) as stop:
+        store = open_store(db).impatient(stop.requested)
+        try:
+            previous, seeds, settings_json, _ = store.crawl(crawl_id)
+            settings = with_overrides(Settings.from_json(settings_json), overrides)
+            scope = scope_of(settings, seeds)
+            new_id = store.start_crawl(seeds, settings.to_json(), recrawl_of=previous)
+            return _run(settings, store, new_id, seeds, scope, stop)
+        finally:
+            store.close()
+
+
 def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
     """Settings with the options given on the command line put over the saved ones."""
     limits = {k: v for k, v in overrides.items() if hasattr(settings.limits, k)}
@@ -114,16 +131,19 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
 
 def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop) -> Result:
     """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
-    whose first run died before queueing them still has a frontier."""
+    whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
     frontier = store.frontier(crawl_id)
-    frontier.add((url, host_of(url), 0) for url in seeds)
-    sink = store.pages(crawl_id, store.start_run(crawl_id))
+    frontier.add((url, host_of(url), 0) for url in [*seeds, *settings.sitemap])
+    recrawl_of = store.crawl(crawl_id)[3]
+    validators = _queue_earlier(store, frontier, recrawl_of)
+    sink = store.pages(crawl_id, store.start_run(crawl_id), recrawl_of)
     engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
     recorder = open_recorder(settings.warc, settings.warc_max_size, settings.ignore_robots)
     crawl: Crawl | None = None
     try:
-        crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None)
+        crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None,
+                      validators=validators)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
@@ -134,6 +154,16 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     status = _record_end(store, crawl_id, status, stop)
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
+
+
+def _queue_earlier(store: Store, frontier: SqlFrontier, recrawl_of: int | None) -> dict[str, dict[str, str]]:
+    """A recrawl's frontier gets every URL the earlier crawl stored (known ones are skipped); the
+    validators to send, by URL."""
+    if recrawl_of is None:
+        return {}
+    earlier = store.earlier_urls(recrawl_of)
+    frontier.add((url, host_of(url), depth) for url, depth, _ in earlier)
+    return {url: headers for url, _, headers in earlier if headers}
 
 
 def _record_end(store: Store, crawl_id: int, status: str, stop: Stop) -> str:

@@ -45,6 +45,8 @@ class Settings:
     user_agent: str = "crawler/0.1 (+https://github.com/crawler)"
     ignore_robots: bool = False
     allow_private: bool = False
+    sitemap: tuple[str, ...] = ()  # sitemaps to read besides those robots.txt names (--sitemap)
+    no_sitemaps: bool = False  # don't follow robots.txt's Sitemap: lines
     quiet: bool = False
     warc: str | None = None  # record every HTTP exchange in WARC files named after this path
     warc_max_size: int = 1024 * MiB  # a new WARC file once the current one reaches this size
@@ -56,6 +58,6 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         values = json.loads(text)
         values["limits"] = Limits(**values["limits"])
-        for key in ("include", "exclude"):
-            values[key] = tuple(values[key])
+        for key in ("include", "exclude", "sitemap"):
+            values[key] = tuple(values.get(key, ()))
         return cls(**values)

@@ -4,7 +4,9 @@
 stdout. Page 0 is `/`, page i is `/page/i`; every page is reachable from `/`. Pages are generated on
 request from a fixed word list, so a 50k-page site costs no memory. The link graph is a pure function
 (`links_of`), so tests can compute what a crawl must find (`reachable`). `GET /_hits` answers how often
-each path was requested so far (JSON), so tests can count repeated requests across crawler runs.
+each path was requested so far (JSON), so tests can count repeated requests across crawler runs, and
+`GET /_bytes` the body bytes served so far. Pages carry an ETag and a Last-Modified and answer a matching
+If-None-Match with 304 and no body (RFC 9110 13.1.2), as a recrawl expects of a real server.
 
 Two page shapes: "simple" (the default: the tests' small pages) and "realistic" (`--html realistic`,
 what the benchmarks crawl): a head full of meta, link and script tags, a header with a logo and a nav,
@@ -16,6 +18,7 @@ index.html, page/N) for a static server such as nginx, instead of serving it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import threading
@@ -25,6 +28,8 @@ from pathlib import Path
 
 ROBOTS_TXT = b"User-agent: *\nDisallow:\n"
 HITS_PATH = "/_hits"  # JSON {path: requests served}, for tests that count repeated requests
+BYTES_PATH = "/_bytes"  # JSON: the body bytes served so far (what a recrawl with validators saves)
+LAST_MODIFIED = "Mon, 06 May 2024 08:00:00 GMT"
 WORDS = ["python", "crawler", "greenlet", "thread", "process", "socket", "request", "response", "header", "body", "page", "link", "anchor", "title", "description", "text", "index", "frontier", "queue", "robots", "politeness", "deadline", "extraction", "database", "sqlite", "query", "schema", "migration", "engine", "worker", "pool", "scope", "depth", "host", "domain", "redirect", "charset"]
 
 
@@ -183,6 +188,8 @@ class SiteHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == HITS_PATH:  # not a page: the request counts so far, itself uncounted
             return self.respond(200, self.server.hits_json(), "application/json")
+        if self.path == BYTES_PATH:
+            return self.respond(200, str(self.server.body_bytes).encode(), "application/json")
         number = self.server.page_number(self.path)
         if self.path == "/robots.txt":
             self.send(200, ROBOTS_TXT, "text/plain")
@@ -191,16 +198,22 @@ class SiteHandler(BaseHTTPRequestHandler):
         else:
             site = self.server
             html = site.render(number, site.pages, site.fanout, site.size, site.extra)
-            self.send(200, html, "text/html; charset=utf-8")
+            etag = f'"{hashlib.sha1(html).hexdigest()[:16]}"'
+            fresh = self.headers.get("if-none-match") == etag
+            self.send(304 if fresh else 200, b"" if fresh else html, "text/html; charset=utf-8", etag)
 
-    def send(self, status: int, body: bytes, content_type: str) -> None:
-        self.server.count(self.path)
-        self.respond(status, body, content_type)
+    def send(self, status: int, body: bytes, content_type: str, etag: str | None = None) -> None:
+        self.server.count(self.path, len(body))
+        self.respond(status, body, content_type, etag)
 
-    def respond(self, status: int, body: bytes, content_type: str) -> None:
+    def respond(self, status: int, body: bytes, content_type: str, etag: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if etag:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", LAST_MODIFIED)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -217,6 +230,7 @@ class SiteServer(ThreadingHTTPServer):
         self.pages, self.fanout, self.size, self.extra = pages, fanout, size, extra
         self.render = RENDERERS[html]
         self.hits: dict[str, int] = {}
+        self.body_bytes = 0
         self._lock = threading.Lock()
 
     @property
@@ -232,9 +246,10 @@ class SiteServer(ThreadingHTTPServer):
             return int(tail)
         return None
 
-    def count(self, path: str) -> None:
+    def count(self, path: str, body_bytes: int = 0) -> None:
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
+            self.body_bytes += body_bytes
 
     def hits_json(self) -> bytes:
         with self._lock:

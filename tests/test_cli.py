@@ -29,7 +29,8 @@ def crawled(site_factory, tmp_path_factory) -> Path:  # type: ignore[no-untyped-
     return db
 
 
-@pytest.mark.parametrize("command", [[], ["crawl"], ["sql"], ["stats"], ["crawls"], ["export"], ["bench"]])
+@pytest.mark.parametrize("command", [[], ["crawl"], ["sql"], ["stats"], ["crawls"], ["export"], ["bench"],
+                                     ["recrawl"], ["changes"], ["search"]])
 def test_help_of_every_command(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout

@@ -14,7 +14,7 @@ import http.client
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -54,8 +54,12 @@ Tap = Callable[[requests.Response], Callable[[str | None], None]]
 _FAILURES = (Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
 
 
+Headers = Mapping[str, str] | None  # extra request headers (a recrawl's validators)
+
+
 def _attempt(
-    session: requests.Session, url: str, limits: Limits, clock: Callable[[], float], tap: Tap | None = None
+    session: requests.Session, url: str, limits: Limits, clock: Callable[[], float], tap: Tap | None = None,
+    headers: Headers = None,
 ) -> Response:
     """One GET of `url` within `limits.timeout`, body read and capped; failures become `error`.
 
@@ -66,7 +70,7 @@ def _attempt(
     try:
         with watchdog(limits.timeout) as watch:
             _exchange(session, result, limits, lambda: watch.fired or clock() >= deadline, deadline - clock(),
-                      tap)
+                      tap, headers)
     except _FAILURES as exc:
         expired = isinstance(exc, Expired) or watch.fired or clock() >= deadline
         result.body, result.error = b"", "timeout" if expired else _describe(exc)
@@ -76,10 +80,12 @@ def _attempt(
 def _exchange(
     session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float,
     tap: Tap | None = None,
+    headers: Headers = None,
 ) -> None:
     """Fill `result` from one request/response exchange (recorded by `tap`, if given)."""
     left = max(left, 0.001)
-    with session.get(result.url, stream=True, allow_redirects=False, timeout=(left, left)) as resp:
+    timeout = (left, left)
+    with session.get(result.url, stream=True, allow_redirects=False, timeout=timeout, headers=headers) as resp:
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
         finish = tap(resp) if tap is not None else None
@@ -190,11 +196,12 @@ def _retry_after(value: str, wall: Callable[[], float]) -> float | None:
 
 
 def _with_retries(
-    session: requests.Session, url: str, limits: Limits, clocks: _Clocks, tap: Tap | None
+    session: requests.Session, url: str, limits: Limits, clocks: _Clocks, tap: Tap | None,
+    headers: Headers = None,
 ) -> Response:
     attempt = 0
     while True:
-        resp = _attempt(session, url, limits, clocks.clock, tap)
+        resp = _attempt(session, url, limits, clocks.clock, tap, headers)
         if attempt >= limits.retries or not _retryable(resp):
             return resp
         clocks.sleep(_pause(resp, attempt, limits, clocks.wall))
@@ -212,11 +219,13 @@ def _target(resp: Response) -> str | None:
 def _hops(
     session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks,
     tap: Tap | None = None,
+    headers: Headers = None,
 ) -> Response:
-    """Fetch `url` and follow the redirects `follow` accepts, up to `limits.max_redirects` hops."""
+    """Fetch `url` and follow the redirects `follow` accepts, up to `limits.max_redirects` hops; `headers`
+    go with the request for `url` only (validators are about that URL)."""
     seen, current = {url}, url
     for hop in itertools.count():
-        resp = _with_retries(session, current, limits, clocks, tap)
+        resp = _with_retries(session, current, limits, clocks, tap, headers if current == url else None)
         try:
             target = _target(resp)
         except InvalidURL as exc:
@@ -271,15 +280,17 @@ def fetch_one(
     sleep: Callable[[float], None] = _sleep,
     wall: Callable[[], float] = time.time,
     tap: Tap | None = None,
+    headers: Headers = None,
 ) -> Response:
-    """GET `url` with retries and the redirect hops `follow` accepts; never raises for network trouble.
-    With `tap`, every exchange (each attempt and hop) is recorded as it happens (crawler.warc)."""
+    """GET `url` (with `headers`) with retries and the redirect hops `follow` accepts; never raises for
+    network trouble. A 304 to a conditional GET is an answer like any other (status 304, no body). With
+    `tap`, every exchange (each attempt and hop) is recorded as it happens (crawler.warc)."""
     started, fetched_at = clock(), wall()
     invalid = _invalid(url)
     if invalid:
         resp = Response(url=url, final_url=url, error=f"invalid url: {invalid}")
     else:
-        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), tap)
+        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), tap, headers)
     resp.url, resp.fetched_at = url, fetched_at
     resp.elapsed_ms = int((clock() - started) * 1000)
     return resp

@@ -109,8 +109,8 @@ def check_keyword(sql: str) -> None:
 
 def authorize(denied: list[str], action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
     """sqlite3 authorizer: reads only; the first denied action is recorded for the message."""
-    if action in ALLOWED:
-        return sqlite3.SQLITE_OK
+    if action in ALLOWED or (action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master"):
+        return sqlite3.SQLITE_OK  # (opening the FTS5 table pages_fts asks that of sqlite_master; mode=ro holds)
     if action == sqlite3.SQLITE_PRAGMA and arg1 is not None:
         name = arg1.lower()
         if name in INTROSPECTION or (arg2 is None and name not in ACTING):

@@ -6,6 +6,9 @@ Users query these tables with SQL (`crawl sql`), so names are part of the interf
 - frontier: every URL a crawl has seen, with its state queued | claimed | done (the durable queue)
 - pages:    one row per fetched URL (status NULL when no response arrived; error NULL on success)
 - links:    the outgoing links of each HTML page
+- pages_fts (SQLite, an FTS5 table over pages' title and text, kept by triggers) and ix_pages_search
+  (PostgreSQL, a GIN index on their tsvector): the search index, owned by migration 0004, outside this
+  metadata (migrations/env.py keeps it out of autogenerate's view); see crawler.store.search
 
 Timestamps are UTC. PostgreSQL stores them as `timestamptz`; SQLite as ISO-8601 text
 `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, no offset), which sorts, reads, and works with SQLite's date functions.
@@ -20,6 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -76,6 +81,7 @@ crawls = Table(
     Column("status", Text, nullable=False),
     Column("seeds", Text, nullable=False),  # JSON list of URLs
     Column("settings", Text, nullable=False),  # JSON of crawler.settings.Settings
+    Column("recrawl_of", Integer),  # the crawl a `crawl recrawl` revalidates (NULL: a fresh crawl)
 )
 
 frontier = Table(
@@ -117,11 +123,15 @@ pages = Table(
     Column("status", Integer),
     Column("error", Text),
     Column("content_type", Text),
+    Column("kind", Text),  # what extraction read: html | sitemap | sitemap index (NULL: nothing)
     Column("length", Integer),
     Column("fetched_at", UtcDateTime),
     Column("elapsed_ms", Integer),
     Column("content_hash", Text),
     Column("encoding", Text),
+    Column("etag", Text),  # the response's ETag, sent back as If-None-Match by a recrawl
+    Column("last_modified", Text),  # its Last-Modified, sent back as If-Modified-Since
+    Column("unchanged", Boolean, nullable=False, server_default=false()),  # a 304: fields carried forward
     Column("title", Text),
     Column("description", Text),
     Column("text", Text),
@@ -135,6 +145,7 @@ links = Table(
     Column("page_id", Integer, ForeignKey("pages.id"), nullable=False),
     Column("url", Text, nullable=False),
     Column("anchor", Text),
+    Column("lastmod", Text),  # a sitemap's <lastmod> for the URL (NULL for HTML links)
     Index(None, "page_id"),
     Index(None, "url"),
 )

@@ -35,6 +35,7 @@ from crawler.store.db import (
     shown,
     upgrade,
 )
+from crawler.store.recrawl import carry_forward, earlier_urls
 from crawler.store.schema import RUNNING, bulk_insert, crawls, insert_ignore, links, pages, runs
 
 T = TypeVar("T")
@@ -114,15 +115,17 @@ class Store:
         """The crawl's SqlFrontier, on this store's engine."""
         return SqlFrontier(self.engine, crawl_id)
 
-    def pages(self, crawl_id: int, run_id: int | None = None) -> CrawlPages:
-        """The crawl's pages, as the loop's Sink; with run_id, its saves beat that run's heartbeat."""
-        return CrawlPages(self, crawl_id, run_id)
+    def pages(self, crawl_id: int, run_id: int | None = None, recrawl_of: int | None = None) -> CrawlPages:
+        """The crawl's pages, as the loop's Sink; with run_id, its saves beat that run's heartbeat; with
+        recrawl_of, a 304 carries that crawl's row forward."""
+        return CrawlPages(self, crawl_id, run_id, recrawl_of)
 
     # -- crawls ---------------------------------------------------------------------------------
 
-    def start_crawl(self, seeds: list[str], settings_json: str) -> int:
-        """A new crawl, status running; its id. Its seeds are queued by its frontier."""
-        row = {"started_at": now(), "status": RUNNING, "seeds": json.dumps(seeds), "settings": settings_json}
+    def start_crawl(self, seeds: list[str], settings_json: str, recrawl_of: int | None = None) -> int:
+        """A new crawl, status running (a recrawl of crawl `recrawl_of`); its id. Its frontier queues the seeds."""
+        row = {"started_at": now(), "status": RUNNING, "seeds": json.dumps(seeds), "settings": settings_json,
+               "recrawl_of": recrawl_of}
         return self.write(lambda conn: conn.execute(crawls.insert().values(row).returning(crawls.c.id)).scalar_one())
 
     def latest_unfinished(self) -> tuple[int, list[str], str] | None:
@@ -131,6 +134,21 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(query.order_by(crawls.c.id.desc()).limit(1)).first()
         return None if row is None else (row.id, json.loads(row.seeds), row.settings)
+
+    def crawl(self, crawl_id: int | None = None) -> tuple[int, list[str], str, int | None]:
+        """(id, seeds, settings JSON, recrawl_of) of the crawl, or of the latest; StoreError if none."""
+        c = crawls.c
+        query = select(c.id, c.seeds, c.settings, c.recrawl_of).order_by(c.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query if crawl_id is None else query.where(c.id == crawl_id)).first()
+        if row is None:
+            raise StoreError("no crawl in this database" if crawl_id is None else f"no crawl {crawl_id} in this database")
+        return row.id, json.loads(row.seeds), row.settings, row.recrawl_of
+
+    def earlier_urls(self, crawl_id: int) -> list[tuple[str, int, dict[str, str]]]:
+        """(url, depth, validators) of every URL the crawl stored: what a recrawl of it fetches."""
+        with self.engine.connect() as conn:
+            return list(earlier_urls(conn, crawl_id))
 
     def resume(self, crawl_id: int) -> None:
         """Mark the crawl running again."""
@@ -192,15 +210,16 @@ class Store:
 class CrawlPages:
     """The Sink of one crawl in a Store (see crawler.store.Sink)."""
 
-    def __init__(self, store: Store, crawl_id: int, run_id: int | None) -> None:
-        self.store, self.crawl_id, self.run_id = store, crawl_id, run_id
+    def __init__(self, store: Store, crawl_id: int, run_id: int | None, recrawl_of: int | None = None) -> None:
+        self.store, self.crawl_id, self.run_id, self.recrawl_of = store, crawl_id, run_id, recrawl_of
         self.unreported = 0  # pages stored since the last heartbeat
         self.last_beat = time.monotonic()
 
     def save(self, outcomes: Sequence[Outcome]) -> None:
         """Store the outcomes' pages and links in one transaction; a URL already stored is skipped."""
         if outcomes:
-            self.unreported += self.store.write(lambda conn: save_pages(conn, self.crawl_id, outcomes))
+            self.unreported += self.store.write(lambda conn: save_pages(conn, self.crawl_id, outcomes,
+                                                                        self.recrawl_of))
         self.alive()
 
     def count(self) -> int:
@@ -239,15 +258,20 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
         "elapsed_ms": response.elapsed_ms,
         "content_hash": (page.content_hash or None) if page else None,
         "encoding": page.encoding if page else None,
+        "kind": page.kind if page else None,
+        "etag": response.headers.get("etag"),
+        "last_modified": response.headers.get("last-modified"),
+        "unchanged": False,
         "title": page.title if page else None,
         "description": page.description if page else None,
         "text": page.text if page else None,
     }
 
 
-def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome]) -> int:
+def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome], recrawl_of: int | None = None) -> int:
     """Insert-or-ignore the pages (a URL twice in one batch: the first wins), then the links of those
-    actually inserted (RETURNING skips the ignored); how many pages were inserted."""
+    actually inserted (RETURNING skips the ignored); how many pages were inserted. In a recrawl the 304s
+    inserted take the earlier crawl's fields and links (crawler.store.recrawl)."""
     unique: dict[str, Outcome] = {}
     for outcome in outcomes:
         unique.setdefault(outcome.job.url, outcome)
@@ -255,11 +279,14 @@ def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome]) -> 
     query = insert_ignore(conn.dialect.name, pages).returning(pages.c.id, pages.c.url)
     page_ids = {url: id_ for id_, url in conn.execute(query, rows)}
     link_rows = [
-        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor}
+        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor, "lastmod": link.lastmod}
         for o in unique.values()
         if o.page is not None and o.job.url in page_ids
         for link in o.page.links
     ]
     if link_rows:
         bulk_insert(conn, links, link_rows)
+    if recrawl_of is not None:
+        carry_forward(conn, recrawl_of, [page_ids[o.job.url] for o in unique.values()
+                                         if o.response.status == 304 and o.job.url in page_ids])
     return len(page_ids)

@@ -85,13 +85,34 @@ def origin_of(url: str) -> str:
 
 def is_private_address(ip: str) -> bool:
     """True for any address that is not globally routable unicast: loopback, private, link-local,
-    unspecified, shared (CGNAT), reserved, documentation, multicast. IPv4-mapped IPv6 addresses
-    (::ffff:127.0.0.1) are judged by their IPv4 address. Raises ValueError if `ip` is not an address.
+    unspecified, shared (CGNAT), reserved, documentation, multicast. An IPv6 address that embeds IPv4
+    addresses (see embedded_ipv4) is judged by them. Raises ValueError if `ip` is not an address.
     """
     addr = ipaddress.ip_address(ip.strip("[]"))
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    embedded = embedded_ipv4(addr) if isinstance(addr, ipaddress.IPv6Address) else []
+    if embedded:
+        return any(is_private_address(str(v4)) for v4 in embedded)
     return not addr.is_global or addr.is_multicast
+
+
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))  # RFC 6052, 8215
+COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1)
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and that a network may route it to: IPv4-mapped
+    (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002:aabb:ccdd::), Teredo (2001::/32: server
+    and client) and NAT64 (64:ff9b::a.b.c.d). Such an address is judged by them, so `[::ffff:127.0.0.1]`
+    or `[64:ff9b::a00:1]` reach no private address."""
+    if addr.ipv4_mapped is not None:
+        return [addr.ipv4_mapped]
+    if addr.sixtofour is not None:
+        return [addr.sixtofour]
+    if addr.teredo is not None:
+        return list(addr.teredo)
+    if any(addr in net for net in NAT64) or (addr in COMPATIBLE and int(addr) > 1):
+        return [ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)]
+    return []
 
 
 def host_is_ip_literal(host: str) -> bool:

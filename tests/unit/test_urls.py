@@ -343,6 +343,16 @@ def test_trap_reason_length_boundary() -> None:
         ("::ffff:127.0.0.1", True),
         ("::ffff:10.0.0.1", True),
         ("::ffff:8.8.8.8", False),
+        ("::127.0.0.1", True),  # IPv4-compatible
+        ("::a9fe:a9fe", True),  # ... 169.254.169.254
+        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::1", True),  # 6to4 of 10.0.0.1
+        ("2002:808:808::", False),  # 6to4 of 8.8.8.8
+        ("64:ff9b::7f00:1", True),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of the metadata address
+        ("64:ff9b:1::c0a8:101", True),  # local-use NAT64 of 192.168.1.1
+        ("64:ff9b::808:808", False),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", True),  # Teredo: client 192.0.2.45 is documentation
         ("2001:4860:4860::8888", False),
     ],
 )

@@ -21,7 +21,7 @@ from crawler import __version__, runner
 from crawler.export import page_fields
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
-from crawler.store.db import StoreError
+from crawler.store.db import StoreError, without_password
 from crawler.store.query import (
     CRAWL_COLUMNS,
     QueryError,
@@ -157,7 +157,9 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
 
 def report(result: runner.Result, params: dict[str, Any]) -> None:
     if result.status == "interrupted":
-        click.echo(f"crawl: interrupted; run `crawl --db {params['db']}` to resume", err=True)
+        named = without_password(params["db"])
+        given = " (with its password)" if named != params["db"] else ""
+        click.echo(f"crawl: interrupted; run `crawl --db {named}`{given} to resume", err=True)
     if not params["quiet"]:
         click.echo(result.summary())
     sys.exit(result.exit_code)

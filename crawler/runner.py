@@ -7,6 +7,7 @@ SIGTERM from their first line (crawler.stop) and expect the process to exit when
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -18,7 +19,7 @@ from crawler.frontier.sql import SqlFrontier
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
-from crawler.store.db import StoreError
+from crawler.store.db import StoreError, without_password
 from crawler.store.schema import INTERRUPTED
 from crawler.store.sql import Store, open_store
 from crawler.urls import Scope, host_of
@@ -63,7 +64,7 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     with Stop().installed(exiting=True) as stop:
         store = open_store(settings.db).impatient(stop.requested)
         try:
-            crawl_id = store.start_crawl(seeds, settings.to_json())
+            crawl_id = store.start_crawl(seeds, stored(settings))
             return _run(settings, store, crawl_id, seeds, scope, stop)
         finally:
             store.close()
@@ -80,9 +81,9 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
         try:
             latest = store.latest_unfinished()
             if latest is None:
-                raise NothingToResume(f"nothing to resume in {db}: give SEEDS to start a crawl")
+                raise NothingToResume(f"nothing to resume in {without_password(db)}: give SEEDS to start a crawl")
             crawl_id, seeds, settings_json = latest
-            settings = with_overrides(Settings.from_json(settings_json), overrides)
+            settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
             refuse_if_busy(store, crawl_id)
             store.resume(crawl_id)
@@ -100,12 +101,18 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Resu
         store = open_store(db).impatient(stop.requested)
         try:
             previous, seeds, settings_json, _ = store.crawl(crawl_id)
-            settings = with_overrides(Settings.from_json(settings_json), overrides)
+            settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
-            new_id = store.start_crawl(seeds, settings.to_json(), recrawl_of=previous)
+            new_id = store.start_crawl(seeds, stored(settings), recrawl_of=previous)
             return _run(settings, store, new_id, seeds, scope, stop)
         finally:
             store.close()
+
+
+def stored(settings: Settings) -> str:
+    """The settings as the crawls row keeps them: the database URL without its password (a resume
+    names the database on its command line anyway)."""
+    return dataclasses.replace(settings, db=without_password(settings.db)).to_json()
 
 
 def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:

@@ -145,6 +145,17 @@ def make_engine(db: str, *, create: bool = True, busy_timeout: float = BUSY_TIME
     raise StoreError(f"unsupported database {url.drivername!r}: use a SQLite path or a postgresql:// URL")
 
 
+def without_password(db: str) -> str:
+    """`db` as it may be stored or printed: a URL's password masked (***), anything else as given."""
+    if "://" not in db:
+        return db
+    try:
+        url = make_url(db)
+    except Exception:  # noqa: BLE001 (not a URL SQLAlchemy reads: opening it fails later, with a message)
+        return db
+    return url.render_as_string(hide_password=True) if url.password else db
+
+
 def shown(url: URL) -> str:
     """How a database is named in messages: the SQLite file path, or the URL without its password."""
     return (

@@ -79,3 +79,17 @@ def test_a_killed_crawl_resumes_to_a_complete_one(site: Site, pg_db: str) -> Non
     resumed = Job("--db", pg_db, "--engine", "threads", "--quiet")
     assert resumed.wait() == 0, resumed.stderr
     assert_complete(pg_db, site)
+
+
+def test_the_database_password_is_never_stored_nor_printed(site: Site, pg_db: str) -> None:
+    """A password in --db stays on the command line: masked in crawls.settings and in the messages."""
+    secret = pg_db.replace("postgres@", "postgres:s3cret-pw@")  # (trust auth: any password is accepted)
+    result = run_cli(site.url, "--db", secret, "--quiet", "--max-pages", "2")
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(pg_db)
+    with engine.connect() as conn:
+        saved = conn.execute(text("SELECT settings FROM crawls")).scalar_one()
+    engine.dispose()
+    assert "s3cret-pw" not in saved and "postgres:***@" in json.loads(saved)["db"]
+    resumed = run_cli("--db", secret)
+    assert resumed.returncode == 2 and "s3cret-pw" not in resumed.stderr + resumed.stdout

@@ -14,10 +14,8 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
 
-from crawler.store.db import StoreError, first_line, make_engine
-from crawler.store.query import QueryError, find_crawl
+from crawler.store.query import QueryError, find_crawl, reading
 from crawler.store.schema import crawls
 
 KINDS = ("new", "gone", "changed", "moved", "unchanged")
@@ -43,19 +41,10 @@ ORDER BY url
 def changes(db: str, new: int | None = None, old: int | None = None) -> tuple[int, int, list[Any]]:
     """(new, old, rows of (url, change)): crawl `new` (default: the latest) against `old` (default: the
     latest crawl before it with the same seeds)."""
-    try:
-        engine = make_engine(db, create=False)
-    except StoreError as e:
-        raise QueryError(str(e)) from None
-    try:
-        with engine.connect() as conn:
-            newer = find_crawl(conn, new)
-            older = find_crawl(conn, old).id if old is not None else earlier(conn, newer.id, newer.seeds)
-            return newer.id, older, [tuple(row) for row in conn.execute(CHANGES, {"new": newer.id, "old": older})]
-    except SQLAlchemyError as e:
-        raise QueryError(f"cannot compare crawls in {db}: {first_line(e)}") from None
-    finally:
-        engine.dispose()
+    with reading(db, f"compare crawls in {db}") as conn:
+        newer = find_crawl(conn, new)
+        older = find_crawl(conn, old).id if old is not None else earlier(conn, newer.id, newer.seeds)
+        return newer.id, older, [tuple(row) for row in conn.execute(CHANGES, {"new": newer.id, "old": older})]
 
 
 def earlier(conn: Connection, crawl_id: int, seeds: str) -> int:

@@ -215,8 +215,9 @@ def postgres_message(error: Exception) -> str:
 
 
 @contextmanager
-def reading(db: str, what: str) -> Iterator[Connection]:
-    """A connection to `db` as it is (never migrated nor created); failures as QueryErrors on `what`."""
+def reading(db: str, doing: str) -> Iterator[Connection]:
+    """A connection to `db` as it is (never migrated nor created); failures as QueryErrors saying
+    `cannot <doing>: <reason>`."""
     try:
         engine = make_engine(db, create=False)
     except StoreError as e:
@@ -225,14 +226,14 @@ def reading(db: str, what: str) -> Iterator[Connection]:
         with engine.connect() as conn:
             yield conn
     except SQLAlchemyError as e:
-        raise QueryError(f"cannot read {what} from {db}: {first_line(e)}") from None
+        raise QueryError(f"cannot {doing}: {first_line(e)}") from None
     finally:
         engine.dispose()
 
 
 def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
     """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
-    with reading(db, "crawl stats") as conn:
+    with reading(db, f"read crawl stats from {db}") as conn:
         return crawl_stats(conn, crawl_id)
 
 
@@ -242,7 +243,7 @@ CRAWL_COLUMNS = ["id", "status", "started_at", "finished_at", "active_s", "pages
 def list_crawls(db: str) -> list[list[Any]]:
     """One row of CRAWL_COLUMNS per crawl, oldest first; `active_s` sums its runs (each from its start to
     its end, or to its last heartbeat if it died), so the time a crawl spent stopped does not count."""
-    with reading(db, "the crawls") as conn:
+    with reading(db, f"read the crawls from {db}") as conn:
         tallies = {crawl_id: (n, errors) for crawl_id, n, errors in conn.execute(
             select(pages.c.crawl_id, func.count(), func.count(pages.c.error)).group_by(pages.c.crawl_id))}
         ended = func.coalesce(runs.c.ended_at, runs.c.alive_at, type_=UtcDateTime)
@@ -266,7 +267,7 @@ def export_pages(db: str, crawl_id: int | None, fmt: str, fields: Sequence[str],
                  progress: Callable[[int], Callable[[Iterator[Any]], Iterator[Any]]] | None = None) -> int:
     """Write the pages of the crawl (default the latest) to `out` in `fmt`, streamed; how many.
     `progress(total)` may wrap the rows (a progress bar)."""
-    with reading(db, "pages") as conn:
+    with reading(db, f"read pages from {db}") as conn:
         crawl = find_crawl(conn, crawl_id)
         rows = page_rows(conn, crawl.id, fields)
         if progress is not None:

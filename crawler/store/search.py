@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
 
-from crawler.store.db import StoreError, first_line, make_engine
-from crawler.store.query import QueryError, find_crawl
+from crawler.store.query import QueryError, find_crawl, reading
 
 TOKEN = re.compile(r'(-?)(?:"([^"]*)"|([^\s"]+))')
 WORD = re.compile(r"\w+")
@@ -90,17 +88,8 @@ POSTGRES = text(  # ts_headline is slow on long text: only for the rows shown
 def search(db: str, query: str, crawl_id: int | None = None, limit: int = 20) -> tuple[list[str], list[Any]]:
     """(columns, rows) of the pages of the crawl (default: the latest) best matching `query`, best first."""
     terms = parse(query)
-    try:
-        engine = make_engine(db, create=False)
-    except StoreError as e:
-        raise QueryError(str(e)) from None
-    try:
-        with engine.connect() as conn:
-            return COLUMNS, ranked(conn, terms, find_crawl(conn, crawl_id).id, limit)
-    except SQLAlchemyError as e:
-        raise QueryError(f"cannot search {db}: {first_line(e)}") from None
-    finally:
-        engine.dispose()
+    with reading(db, f"search {db}") as conn:
+        return COLUMNS, ranked(conn, terms, find_crawl(conn, crawl_id).id, limit)
 
 
 def ranked(conn: Connection, terms: list[Term], crawl_id: int, limit: int) -> list[Any]:

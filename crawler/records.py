@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 class Job:
     """One URL claimed from the frontier, to be fetched."""
 
-    id: int  # frontier row id
+    id: int  # frontier row id (Redis: the lease's counter)
     url: str  # normalized
     depth: int
+    lease: str = ""  # the claim's lease token, where the frontier fences claims (Redis); "" otherwise
 
 
 @dataclass(slots=True)

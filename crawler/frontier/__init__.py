@@ -4,8 +4,12 @@ Each URL is known once per crawl, in one state: queued -> claimed (handed to a f
 `add` queues what is new, `claim` hands out the oldest queued (breadth-first), `done` settles claimed
 jobs (and marks the URLs their redirect chains landed on), `give_back` requeues claimed jobs not
 fetched, `lower_depth` lets a URL still queued take a shorter path's depth, and `recover` requeues
-what a process that is gone had claimed. SqlFrontier (crawler.frontier.sql) keeps it in the crawl's
-database, so a crash loses nothing; MemoryFrontier below is the fake the loop's unit tests use.
+what a process that is gone had claimed. A frontier shared by many processes (Redis) also schedules
+hosts for all of them: `release` tells it a fetch ended (the host's slot is free after a rest), and
+`renew` keeps the claims' leases alive; for a frontier of one process both are no-ops.
+SqlFrontier (crawler.frontier.sql) keeps it in the crawl's database, so a crash loses nothing;
+RedisFrontier (crawler.frontier.redis) is the one many workers share; MemoryFrontier below is the
+fake the loop's unit tests use.
 """
 
 from __future__ import annotations
@@ -54,7 +58,15 @@ class Frontier(Protocol):
         ...
 
     def pending(self) -> int:
-        """Queued + claimed."""
+        """Queued + claimed (by any process): 0 means the crawl is finished."""
+        ...
+
+    def release(self, fetched: Sequence[tuple[Job, float]]) -> None:
+        """Each (job, rest): its fetch ended; its host may be claimed again `rest` seconds from now."""
+        ...
+
+    def renew(self, jobs: Collection[Job]) -> list[Job]:
+        """Extend the leases of claimed jobs not yet settled; the ones this process no longer holds."""
         ...
 
 
@@ -84,8 +96,19 @@ def pick(
 QUEUED, CLAIMED, DONE = "queued", "claimed", "done"
 
 
+class OneProcess:
+    """release and renew of a frontier one process owns: its scheduler keeps politeness locally, and its
+    claims last until that process settles them, gives them back, or is gone (see recover)."""
+
+    def release(self, fetched: Sequence[tuple[Job, float]]) -> None:
+        pass
+
+    def renew(self, jobs: Collection[Job]) -> list[Job]:
+        return []
+
+
 @dataclass
-class MemoryFrontier:
+class MemoryFrontier(OneProcess):
     """A Frontier in a dict, for tests."""
 
     rows: dict[str, list] = field(default_factory=dict)  # url -> [id, host, depth, state]

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, func, select, update
 
-from crawler.frontier import Entry, pick
+from crawler.frontier import Entry, OneProcess, pick
 from crawler.records import Job
 from crawler.store.db import run_write
 from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
@@ -27,7 +27,7 @@ SCAN_LIMIT = 10_000  # queued rows one window looks at, at most
 MAX_WINDOWS = 4
 
 
-class SqlFrontier:
+class SqlFrontier(OneProcess):
     """A crawl's frontier in SQL (see the module docstring)."""
 
     def __init__(self, engine: Engine, crawl_id: int) -> None:

@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 from click_default_group import DefaultGroup
 
-from crawler import __version__, runner
+from crawler import __version__, distributed, runner
 from crawler.export import page_fields
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
@@ -36,10 +36,13 @@ from crawler.store.query import (
 DEFAULTS, LIMITS = Settings(), Limits()
 DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,
                          help="SQLAlchemy URL, or a path to a SQLite file. [env CRAWL_DB]")
+FRONTIER_HELP = "A Redis URL: the frontier `crawl worker` processes share (needs a shared --db). [env CRAWL_FRONTIER]"
+LEASE_OPTION = click.option("--lease", type=click.FloatRange(3), default=DEFAULTS.lease, show_default=True,
+                            help="Seconds a claim from the shared frontier lasts unrenewed.")
 CRAWL_OPTION = click.option("--crawl", "crawl_id", type=click.IntRange(1), default=None,
                             help="The crawl's id (see `crawl crawls`). [default: the latest]")
 USER_ERRORS: dict[type[Exception], int] = {
-    SeedError: 2, runner.NothingToResume: 2, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
+    SeedError: 2, runner.NothingToResume: 2, distributed.FrontierUnreachable: 1, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
 }
 
 
@@ -74,6 +77,7 @@ def cli() -> None:
     crawl export               one crawl's pages as JSON Lines or CSV
     crawl recrawl              crawl the latest crawl's URLs again, asking only for what changed
     crawl changes              what changed between the latest crawl and the one before
+    crawl worker               join a distributed crawl (--frontier redis://...) as one more worker
     crawl search TERMS         pages ranked by relevance to TERMS
     """
 
@@ -116,6 +120,9 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
         click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
                      help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
+        click.option("--frontier", envvar="CRAWL_FRONTIER", default=None, metavar="redis://HOST:PORT/N",
+                     help=FRONTIER_HELP),
+        LEASE_OPTION,
         click.option("--warc-max-size", type=click.IntRange(1), default=DEFAULTS.warc_max_size,
                      show_default=True, help="Bytes after which a new WARC file begins."),
     ]
@@ -150,13 +157,45 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
         for warning in warnings:
             click.echo(f"crawl: {warning}", err=True)
         result = runner.start(settings_from(params), urls)
+    elif params["frontier"]:
+        result = runner.work(params["db"], params["frontier"], None, given_on_command_line(ctx))
     else:
         result = runner.resume(params["db"], given_on_command_line(ctx))
     report(result, params)
 
 
-def report(result: runner.Result, params: dict[str, Any]) -> None:
+@cli.command("worker")
+@click.option("--frontier", envvar="CRAWL_FRONTIER", required=True, metavar="redis://HOST:PORT/N",
+              help=FRONTIER_HELP)
+@DB_OPTION
+@CRAWL_OPTION
+@click.option("--engine", type=click.Choice(["gevent", "threads"]), envvar="CRAWL_ENGINE",
+              default=DEFAULTS.engine, show_default=True, help="Greenlets, or a thread pool.")
+@click.option("--concurrency", type=click.IntRange(1), default=LIMITS.concurrency, show_default=True,
+              help="Requests in flight from this worker.")
+@click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
+              show_default="CPU count", help="Extraction processes (0: extract in the fetchers).")
+@LEASE_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line.")
+@click.pass_context
+@one_line_errors
+def worker_command(ctx: click.Context, frontier: str, db: str, crawl_id: int | None, **params: Any) -> None:
+    """Join a running distributed crawl (the latest, or --crawl) as one more worker; its settings come
+    from the crawl's row, only this process's own options from here. Exits 0 when the crawl is finished."""
+    overrides = {k: v for k, v in given_on_command_line(ctx).items() if k not in ("frontier", "crawl_id")}
+    result = runner.work(db, frontier, crawl_id, overrides)
     if result.status == "interrupted":
+        click.echo("crawl: worker stopped; its claims went back to the shared frontier", err=True)
+    if not params["quiet"]:
+        click.echo(result.summary())
+    sys.exit(result.exit_code)
+
+
+def report(result: runner.Result, params: dict[str, Any]) -> None:
+    if result.status == "interrupted" and params.get("frontier"):
+        click.echo("crawl: stopped; its claims went back to the shared frontier, where the other workers "
+                   "(or `crawl worker`) go on", err=True)
+    elif result.status == "interrupted":
         named = without_password(params["db"])
         given = " (with its password)" if named != params["db"] else ""
         click.echo(f"crawl: interrupted; run `crawl --db {named}`{given} to resume", err=True)

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from crawler import testhook
 from crawler.discovery import Discovery, HostBudget
 from crawler.extract.pool import start_extraction, stop_pool
 from crawler.fetch.base import FetchEngine
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap
 from crawler.frontier import Frontier
-from crawler.jobs import JobRunner, RobotsResult
+from crawler.frontier.robots import unshared
+from crawler.jobs import JobRunner, RobotsAnswers, RobotsResult
 from crawler.politeness import Politeness
 from crawler.progress import Progress
 from crawler.records import Job, Outcome, Response
@@ -35,6 +37,8 @@ BATCH_SIZE = 200  # outcomes per write
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
 DRY_SECONDS = 1.0  # a claim that came back short is not tried again for this long while nothing changed
+RENEW_SECONDS = 1.0  # how often the leases of held jobs are renewed (a frontier of one process: a no-op)
+IDLE_WAIT = 0.25  # seconds between two looks at a frontier other processes still work on
 Clock = Callable[[], float]
 
 
@@ -59,12 +63,15 @@ class Batch:
 
     outcomes: list[Outcome] = field(default_factory=list)
     held: set[Job] = field(default_factory=set)
+    landed: list[Job] = field(default_factory=list)  # parked jobs a redirect chain's outcome settled
+    fetched: list[tuple[Job, float]] = field(default_factory=list)  # (job, rest): to release, see _release
 
 
 class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
                  stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None,
-                 validators: Mapping[str, Mapping[str, str]] | None = None):
+                 validators: Mapping[str, Mapping[str, str]] | None = None,
+                 robots_answers: RobotsAnswers = unshared):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -75,13 +82,13 @@ class Crawl:
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
         self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap,
-                              validators)
+                              validators, robots_answers)
         self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())
         self.batch = Batch()
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
-        self.last_flush = clock()
+        self.last_flush = self.last_renew = clock()
         self.in_flight = 0
         self.closed = False
         self.dry: tuple[frozenset[str], float] | None = None  # (crowded hosts, when) after a short claim
@@ -127,16 +134,25 @@ class Crawl:
                 self._refill()
             if self.in_flight < concurrency:  # backpressure: the engine's queue is bounded
                 self._dispatch(self.clock())
-            if not self.in_flight and not len(self.scheduler):
-                self.flush()
-                self.dry = None  # the last look before the end is a real one
-                self._refill()
-                if not len(self.scheduler):
-                    return
+            if not self.in_flight and not len(self.scheduler) and self._idle():
+                return
             self._collect(self._wait_time())
+            self._release()
             if self._flush_due():
                 self.flush()
+            self._renew()
             self.sink.alive()
+
+    def _idle(self) -> bool:
+        """Nothing in hand: whether the crawl is over for this process. It is when the page budget is spent
+        or the frontier holds nothing queued or claimed by anyone; while other processes still hold
+        claims (whose links may queue more, or whose leases may expire and come back), it waits."""
+        self.flush()
+        self.dry = None  # the last look before the end is a real one
+        self._refill()
+        if len(self.scheduler):
+            return False
+        return self._budget_left() <= 0 or self.frontier.pending() == 0
 
     def _refill(self) -> None:
         room = min(self.scheduler.room(), self._budget_left())
@@ -153,6 +169,8 @@ class Crawl:
         for job in jobs:
             self.discovery.budget.note(job.url, host_of(job.url))
         self.scheduler.add(self._unless_followed(jobs))
+        if jobs:
+            testhook.reached("after-claim")
         short = len(jobs) < room
         self.dry = (frozenset(self.scheduler.crowded_hosts(per_host) | crowded), self.clock()) if short else None
 
@@ -191,10 +209,11 @@ class Crawl:
             self.engine.submit(self.jobs.page, job)
         for job, reason in ready.refused:
             self._record(Outcome(job, Response(job.url, job.url, error=reason)))
+            self.batch.fetched.append((job, 0.0))
 
     def _wait_time(self) -> float:
         if self.in_flight >= self.settings.limits.concurrency or not len(self.scheduler):
-            return 0.25
+            return IDLE_WAIT
         return min(max(self.scheduler.wait_time(self.clock()), 0.005), 0.25)
 
     def _collect(self, timeout: float) -> None:
@@ -217,7 +236,9 @@ class Crawl:
         self._finished(host, result.response)
 
     def _page_done(self, outcome: Outcome) -> None:
-        self._finished(host_of(outcome.job.url), outcome.response)
+        host = host_of(outcome.job.url)
+        self._finished(host, outcome.response)
+        self.batch.fetched.append((outcome.job, self.scheduler.politeness.delay_of(host)))
         self._record(outcome)
         if outcome.followed:
             self.jobs.following.release(outcome.followed)
@@ -233,7 +254,8 @@ class Crawl:
                 continue
             if url == response.followed_to:
                 self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
-                self.batch.held.discard(job)
+                self.batch.landed.append(job)
+                self.batch.fetched.append((job, 0.0))
             else:
                 self.scheduler.add([job])
 
@@ -250,6 +272,27 @@ class Crawl:
         self.tally.errors += outcome.response.error is not None
         self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
 
+    # -- leases ----------------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        """Tell the frontier which fetches ended, with the rest each host needs (its delay, Crawl-delay,
+        429 backoff): a frontier shared by many processes schedules the host for all of them."""
+        if self.batch.fetched:
+            fetched, self.batch.fetched = self.batch.fetched, []
+            self.frontier.release(fetched)
+
+    def _renew(self) -> None:
+        """Keep the held jobs' leases; jobs whose lease was lost (this process stalled past it) are
+        dropped: another process redoes them, and the store keeps one page per URL whoever saves it."""
+        if self.clock() - self.last_renew < RENEW_SECONDS:
+            return
+        self.last_renew = self.clock()
+        lost = self.frontier.renew(self.batch.held)
+        if lost:
+            self.batch.held.difference_update(lost)
+            print(f"crawl: {len(lost)} claims expired while this process was stalled; others redo them",
+                  file=sys.stderr)
+
     # -- writing ---------------------------------------------------------------------------------
 
     def _flush_due(self) -> bool:
@@ -264,13 +307,16 @@ class Crawl:
         self.frontier.lower_depth(found.shallower)
         outcomes = self.batch.outcomes
         if outcomes:
+            testhook.reached("after-links")
             self.sink.save(outcomes)
+            testhook.reached("after-commit")
             landed = [(o.response.followed_to, host_of(o.response.followed_to), o.job.depth)
                       for o in outcomes if o.response.followed_to]
-            jobs = [o.job for o in outcomes]
+            jobs = [o.job for o in outcomes] + self.batch.landed
             self.frontier.done(jobs, landed)
+            testhook.reached("after-ack")
             self.batch.held.difference_update(jobs)
-            self.batch.outcomes = []
+            self.batch.outcomes, self.batch.landed = [], []
         self.last_flush = self.clock()
 
     # -- stopping --------------------------------------------------------------------------------

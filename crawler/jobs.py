@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from typing import Any
 
+from crawler import testhook
 from crawler.extract import sitemap
 from crawler.extract.html import extract
 from crawler.extract.pool import TooSlow, dead_after, run_within
@@ -21,6 +22,7 @@ from crawler.extract.sitemap import root_of
 from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap, fetch_one
+from crawler.frontier.robots import unshared
 from crawler.records import Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
@@ -29,6 +31,7 @@ from crawler.settings import Settings
 from crawler.urls import InvalidURL, Scope, host_of, normalize, trap_reason
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
+RobotsAnswers = Callable[[str, Callable[[], Response]], Response]  # (origin, fetch) -> robots.txt's answer
 
 
 @dataclass
@@ -127,8 +130,10 @@ class JobRunner:
         pool: Pool | None,
         tap: Tap | None = None,
         validators: Mapping[str, Mapping[str, str]] | None = None,
+        robots_answers: RobotsAnswers = unshared,
     ) -> None:
         self.engine, self.settings, self.scope, self.tap = engine, settings, scope, tap
+        self.robots_answers = robots_answers  # who fetches robots.txt: this process, or the first worker
         self.validators = validators or {}  # url -> If-None-Match / If-Modified-Since, in a recrawl
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
         self.following = HopsInFlight()
@@ -151,6 +156,7 @@ class JobRunner:
         if blocked:
             return Outcome(job, Response(job.url, job.url, error=blocked))
         follow = self._follower(job.url, followed)
+        testhook.reached("mid-fetch")
         response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
                              headers=self.validators.get(job.url))
         page = None
@@ -212,9 +218,9 @@ class JobRunner:
         if self.guard.check(url):
             return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
-            response = fetch_one(self.engine.session(), url, self.robots_limits, follow=self._robots_hop,
-                                 tap=self.tap)
-        except Exception as exc:  # noqa: BLE001 (a bug must not stop the crawl)
+            response = self.robots_answers(origin, lambda: fetch_one(
+                self.engine.session(), url, self.robots_limits, follow=self._robots_hop, tap=self.tap))
+        except Exception as exc:  # noqa: BLE001 (a bug, or Redis gone, must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)
         response.body = b""

@@ -11,11 +11,15 @@ import dataclasses
 import json
 import signal
 import time
+import uuid
 from dataclasses import dataclass
 
+from crawler import distributed
 from crawler.crawl import Crawl
 from crawler.fetch import load_engine
-from crawler.frontier.sql import SqlFrontier
+from crawler.frontier import Frontier
+from crawler.frontier.robots import unshared
+from crawler.jobs import RobotsAnswers
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
@@ -55,17 +59,37 @@ class Result:
 
 
 def start(settings: Settings, seeds: list[str]) -> Result:
-    """A new crawl of `seeds` (normalized URLs) into settings.db.
+    """A new crawl of `seeds` (normalized URLs) into settings.db; with settings.frontier, a crawl shared
+    with the `crawl worker` processes that join it (this process is its first worker).
 
     SIGINT/SIGTERM are handled from here on (see crawler.stop): one arriving before the loop
     starts still ends the crawl `interrupted`, with its seeds queued, ready to resume.
     """
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
+    if settings.frontier is not None:
+        settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
+        distributed.connect(settings.frontier)  # unreachable: one line, before anything is written
     with Stop().installed(exiting=True) as stop:
         store = open_store(settings.db).impatient(stop.requested)
         try:
             crawl_id = store.start_crawl(seeds, stored(settings))
             return _run(settings, store, crawl_id, seeds, scope, stop)
+        finally:
+            store.close()
+
+
+def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, object]) -> Result:
+    """Join crawl `crawl_id` (default: the latest running one) as one more worker, with its saved settings;
+    `overrides` are this process's own options (engine, concurrency, parse workers, lease, quiet)."""
+    with Stop().installed(exiting=True) as stop:
+        store = open_store(db, create=False).impatient(stop.requested)
+        try:
+            crawl_id, seeds, settings_json = store.running_crawl(crawl_id)
+            settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db, "frontier": frontier})
+            if not settings.frontier_key:
+                raise NothingToResume(f"crawl {crawl_id} is not a distributed crawl (it was started without "
+                                      "--frontier): resume it with `crawl --db ...`")
+            return _run(settings, store, crawl_id, seeds, scope_of(settings, seeds), stop)
         finally:
             store.close()
 
@@ -112,7 +136,8 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Resu
 def stored(settings: Settings) -> str:
     """The settings as the crawls row keeps them: the database URL without its password (a resume
     names the database on its command line anyway)."""
-    return dataclasses.replace(settings, db=without_password(settings.db)).to_json()
+    frontier = settings.frontier and without_password(settings.frontier)
+    return dataclasses.replace(settings, db=without_password(settings.db), frontier=frontier).to_json()
 
 
 def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
@@ -140,7 +165,7 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
     whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
-    frontier = store.frontier(crawl_id)
+    frontier, robots_answers = _frontier(settings, store, crawl_id, seeds, scope)
     frontier.add((url, host_of(url), 0) for url in [*seeds, *settings.sitemap])
     recrawl_of = store.crawl(crawl_id)[3]
     validators = _queue_earlier(store, frontier, recrawl_of)
@@ -150,7 +175,7 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     crawl: Crawl | None = None
     try:
         crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None,
-                      validators=validators)
+                      validators=validators, robots_answers=robots_answers)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
@@ -158,12 +183,20 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     finally:
         if recorder is not None:
             recorder.close()
-    status = _record_end(store, crawl_id, status, stop)
+    status = _record_end(store, crawl_id, status, stop, shared=bool(settings.frontier))
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
 
 
-def _queue_earlier(store: Store, frontier: SqlFrontier, recrawl_of: int | None) -> dict[str, dict[str, str]]:
+def _frontier(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope
+              ) -> tuple[Frontier, RobotsAnswers]:
+    """The crawl's frontier in its database, or the one its workers share in Redis."""
+    if not settings.frontier:
+        return store.frontier(crawl_id), unshared
+    return distributed.join(settings, store, crawl_id, seeds, scope)
+
+
+def _queue_earlier(store: Store, frontier: Frontier, recrawl_of: int | None) -> dict[str, dict[str, str]]:
     """A recrawl's frontier gets every URL the earlier crawl stored (known ones are skipped); the
     validators to send, by URL."""
     if recrawl_of is None:
@@ -173,11 +206,17 @@ def _queue_earlier(store: Store, frontier: SqlFrontier, recrawl_of: int | None) 
     return {url: headers for url, _, headers in earlier if headers}
 
 
-def _record_end(store: Store, crawl_id: int, status: str, stop: Stop) -> str:
+def _record_end(store: Store, crawl_id: int, status: str, stop: Stop, shared: bool = False) -> str:
     """Record the crawl's status at its end and return it. A stop asked for while the database is locked
     does not wait for the lock: the crawl stays `running`, which resumes the same, and ends interrupted
-    (even a crawl that had just finished: its resume finds nothing left and records it finished)."""
+    (even a crawl that had just finished: its resume finds nothing left and records it finished).
+    A shared crawl is marked finished by the first worker that finds it so, and an interrupted worker
+    leaves it running: the other workers go on."""
     try:
+        if shared:
+            if status != INTERRUPTED:
+                store.finish_once(crawl_id)
+            return status
         store.finish_crawl(crawl_id, status)
     except StoreError:
         if not stop.requested():

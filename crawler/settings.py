@@ -50,6 +50,9 @@ class Settings:
     quiet: bool = False
     warc: str | None = None  # record every HTTP exchange in WARC files named after this path
     warc_max_size: int = 1024 * MiB  # a new WARC file once the current one reaches this size
+    frontier: str | None = None  # a Redis URL: the frontier many `crawl worker` processes share
+    frontier_key: str = ""  # the crawl's key prefix in that Redis (random, set when the crawl starts)
+    lease: float = 60.0  # seconds a claim from a shared frontier lasts unrenewed
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 T = TypeVar("T")
 
@@ -62,24 +63,40 @@ def is_locked(error: BaseException) -> bool:
     return isinstance(orig, sqlite3.OperationalError) and "is locked" in str(orig)
 
 
+def is_disconnect(error: DBAPIError) -> bool:
+    """The connection to a database server was lost or refused (PostgreSQL restarted, a backend killed)."""
+    return error.connection_invalidated or isinstance(error, OperationalError) and not is_locked(error)
+
+
 def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
-    """Run `fn` in one write transaction; retry it while SQLite reports a lock, up to the lock wait."""
+    """Run `fn` in one write transaction; retry it while SQLite reports a lock, or while a database server
+    cannot be reached (each write is idempotent or rolled back whole), up to the lock wait. Meanwhile
+    the caller waits: a crawl stops claiming until its writes go through."""
     options = engine.get_execution_options()
     lock_wait, give_up = options.get(LOCK_WAIT_OPTION, LOCK_WAIT), options.get(GIVE_UP_OPTION)
-    began, delay = time.monotonic(), 0.05
+    began, delay, told = time.monotonic(), 0.05, False
     writer = engine.execution_options(**{WRITE: True})
     while True:
         try:
             with writer.begin() as conn:
-                return fn(conn)
+                result = fn(conn)
+            if told:
+                print("crawl: the database is reachable again", file=sys.stderr)
+            return result
         except DBAPIError as e:
-            if not is_locked(e):
+            lost = engine.dialect.name != "sqlite" and is_disconnect(e)
+            if not (is_locked(e) or lost):
                 raise StoreError(f"database error: {first_line(e)}") from e
             waited = time.monotonic() - began
             if waited + delay > lock_wait or (give_up and give_up()):
+                if lost:
+                    raise StoreError(f"database unreachable for {waited:.0f} s: {first_line(e)}") from None
                 raise StoreError(f"database is locked by another process (waited {waited:.1f} s)") from None
+            if lost and not told:
+                print(f"crawl: database unreachable ({first_line(e)}); retrying", file=sys.stderr)
+                told = True
         time.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        delay = min(delay * 2, 1.0 if delay < 1.0 else 2.0)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -141,7 +158,7 @@ def make_engine(db: str, *, create: bool = True, busy_timeout: float = BUSY_TIME
         check_sqlite_path(url.database, create)
         return sqlite_engine(url, busy_timeout)
     if backend == "postgresql":
-        return create_engine(url)
+        return create_engine(url, pool_pre_ping=True)  # a server restarted: stale connections are replaced
     raise StoreError(f"unsupported database {url.drivername!r}: use a SQLite path or a postgresql:// URL")
 
 

@@ -36,7 +36,7 @@ from crawler.store.db import (
     upgrade,
 )
 from crawler.store.recrawl import carry_forward, earlier_urls
-from crawler.store.schema import RUNNING, bulk_insert, crawls, insert_ignore, links, pages, runs
+from crawler.store.schema import FINISHED, RUNNING, bulk_insert, crawls, insert_ignore, links, pages, runs
 
 T = TypeVar("T")
 HEARTBEAT = 5.0  # seconds between two heartbeats of a run
@@ -49,6 +49,8 @@ def open_store(
     """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible."""
     engine = make_engine(db, create=create, busy_timeout=busy_timeout)
     try:
+        with engine.connect():  # a server that is not there fails here, at once (writes retry later)
+            pass
         upgrade(engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait}))
     except (StoreError, SQLAlchemyError, CommandError, OSError) as e:
         engine.dispose()
@@ -135,6 +137,21 @@ class Store:
             row = conn.execute(query.order_by(crawls.c.id.desc()).limit(1)).first()
         return None if row is None else (row.id, json.loads(row.seeds), row.settings)
 
+    def running_crawl(self, crawl_id: int | None = None) -> tuple[int, list[str], str]:
+        """(id, seeds, settings JSON) of the crawl to join: the given one unless finished, or the latest
+        running one; StoreError if there is none."""
+        c = crawls.c
+        query = select(c.id, c.seeds, c.settings, c.status).order_by(c.id.desc()).limit(1)
+        query = query.where(c.id == crawl_id) if crawl_id is not None else query.where(c.status == RUNNING)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise StoreError(f"no crawl {crawl_id} in this database" if crawl_id is not None else
+                             "no running crawl in this database: start one with `crawl SEEDS --frontier ...`")
+        if row.status == FINISHED:
+            raise StoreError(f"crawl {row.id} is finished")
+        return row.id, json.loads(row.seeds), row.settings
+
     def crawl(self, crawl_id: int | None = None) -> tuple[int, list[str], str, int | None]:
         """(id, seeds, settings JSON, recrawl_of) of the crawl, or of the latest; StoreError if none."""
         c = crawls.c
@@ -163,6 +180,13 @@ class Store:
     def finish_crawl(self, crawl_id: int, status: str) -> None:
         """Close the crawl with `status` (finished or interrupted) at the current time."""
         self.write(lambda conn: self._set_status(conn, crawl_id, status, finished_at=now()))
+
+    def finish_once(self, crawl_id: int) -> None:
+        """Mark a shared crawl finished, unless a worker already did (its finished_at stays the first)."""
+        c = crawls.c
+        query = update(crawls).where(c.id == crawl_id, c.status != FINISHED).values(status=FINISHED,
+                                                                                     finished_at=now())
+        self.write(lambda conn: conn.execute(query))
 
     def _set_status(
         self, conn: Connection, crawl_id: int, status: str, finished_at: dt.datetime | None

@@ -26,12 +26,11 @@ from crawler.store.query import (
     CRAWL_COLUMNS,
     QueryError,
     export_pages,
-    format_stats,
     list_crawls,
     readonly,
-    stats,
     write_rows,
 )
+from crawler.store.stats import format_stats, stats
 
 DEFAULTS, LIMITS = Settings(), Limits()
 DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,

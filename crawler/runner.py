@@ -66,12 +66,13 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     starts still ends the crawl `interrupted`, with its seeds queued, ready to resume.
     """
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
-    if settings.frontier is not None:
-        settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
+    if settings.frontier:
         distributed.connect(settings.frontier)  # unreachable: one line, before anything is written
     with Stop().installed(exiting=True) as stop:
         store = open_store(settings.db).impatient(stop.requested)
         try:
+            if settings.frontier:
+                settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
             crawl_id = store.start_crawl(seeds, stored(settings))
             return _run(settings, store, crawl_id, seeds, scope, stop)
         finally:

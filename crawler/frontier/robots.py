@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 
@@ -47,7 +48,7 @@ class SharedRobots:
         return fetch()
 
     def _read(self, key: str, origin: str) -> Response | None:
-        fields = self.client.hgetall(key)
+        fields = cast(dict[bytes, bytes], self.client.hgetall(key))
         if not fields:
             return None
         url = origin + "/robots.txt"
@@ -57,9 +58,9 @@ class SharedRobots:
                         error=error.decode() if error else None)
 
     def _write(self, key: str, response: Response) -> None:
-        fields: dict[str, str | bytes] = {"status": "" if response.status is None else str(response.status),
-                  "error": response.error or "", "body": response.body}
         pipe = self.client.pipeline()
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, "status", "" if response.status is None else str(response.status))
+        pipe.hset(key, "error", response.error or "")
+        pipe.hset(key, "body", response.body)
         pipe.delete(key + ":lock")
         pipe.execute()

@@ -1,4 +1,4 @@
-"""Query: read-only SQL over a crawl database (`crawl sql`), the figures of `crawl stats`, and their output.
+"""Query: read-only SQL over a crawl database (`crawl sql`, the listings of crawls and pages) and its output.
 
 A query may read, never write. Three fences, any one of which refuses a write:
 1. the statement must start with a reading keyword (SELECT, WITH, VALUES, EXPLAIN, PRAGMA, TABLE, SHOW);
@@ -11,7 +11,6 @@ Every failure is a QueryError with a one-line message.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import itertools
 import json
@@ -31,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from crawler.export import WRITERS, page_rows, plain
 from crawler.store.db import StoreError, database_url, first_line, make_engine
-from crawler.store.schema import UtcDateTime, crawls, frontier, pages, runs
+from crawler.store.schema import UtcDateTime, crawls, pages, runs
 
 T = TypeVar("T")
 
@@ -231,12 +230,6 @@ def reading(db: str, doing: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
-    """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
-    with reading(db, f"read crawl stats from {db}") as conn:
-        return crawl_stats(conn, crawl_id)
-
-
 CRAWL_COLUMNS = ["id", "status", "started_at", "finished_at", "active_s", "pages", "errors", "seeds"]
 
 
@@ -291,49 +284,6 @@ def find_crawl(conn: Connection, crawl_id: int | None) -> Row[Any]:
     return row
 
 
-def counts(conn: Connection, column: Any, *where: Any) -> dict[Any, int]:
-    """{value: count} of `column`, grouped, under `where`."""
-    return {
-        value: n for value, n in conn.execute(select(column, func.count()).where(*where).group_by(column))
-    }
-
-
-def error_kinds(conn: Connection, crawl_id: int) -> dict[str, int]:
-    """{kind: count}, the kind being an error's text up to its first ':'; most frequent first."""
-    kinds: dict[str, int] = {}
-    for error, n in counts(
-        conn, pages.c.error, pages.c.crawl_id == crawl_id, pages.c.error.is_not(None)
-    ).items():
-        kind = error.split(":", 1)[0].strip()
-        kinds[kind] = kinds.get(kind, 0) + n
-    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
-
-
-def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
-    """id, status, started_at, finished_at, pages, statuses {status: n}, errors {kind: n}, hosts,
-    frontier {state: n}, duration_s and pages_per_s (measured up to now while the crawl is unfinished)."""
-    crawl = find_crawl(conn, crawl_id)
-    of_crawl = pages.c.crawl_id == crawl.id
-    n_pages = conn.execute(select(func.count()).select_from(pages).where(of_crawl)).scalar_one()
-    joined = pages.join(frontier, (frontier.c.crawl_id == pages.c.crawl_id) & (frontier.c.url == pages.c.url))
-    hosts = select(func.count(frontier.c.host.distinct())).select_from(joined).where(of_crawl)
-    end = crawl.finished_at or dt.datetime.now(dt.UTC)
-    duration = max((end - crawl.started_at).total_seconds(), 0.0)
-    return {
-        "id": crawl.id,
-        "status": crawl.status,
-        "started_at": crawl.started_at,
-        "finished_at": crawl.finished_at,
-        "pages": n_pages,
-        "statuses": dict(sorted(counts(conn, pages.c.status, of_crawl, pages.c.status.is_not(None)).items())),
-        "errors": error_kinds(conn, crawl.id),
-        "hosts": conn.execute(hosts).scalar_one(),
-        "frontier": counts(conn, frontier.c.state, frontier.c.crawl_id == crawl.id),
-        "duration_s": round(duration, 3),
-        "pages_per_s": round(n_pages / duration, 2) if duration > 0 else 0.0,
-    }
-
-
 def format_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> str:
     """Rows as `table` (aligned, long cells cut), `csv` (with a header), `json` (an array of objects) or
     `jsonl` (an object a line), as one string; `write_rows` writes them as they come."""
@@ -379,28 +329,3 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], more: bo
     if more:
         count = f"(the first {len(rows)} rows; use --format csv, json or jsonl for all of them)"
     return "\n".join([*body, count])
-
-
-def format_stats(figures: dict[str, Any]) -> str:
-    """The human summary of `crawl stats`."""
-
-    def when(value: dt.datetime | None) -> str:
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
-
-    def listing(mapping: dict[Any, int]) -> str:
-        return ", ".join(f"{key}: {n}" for key, n in mapping.items()) or "none"
-
-    f = figures
-    return "\n".join(
-        [
-            f"crawl     {f['id']} ({f['status']})",
-            f"started   {when(f['started_at'])}",
-            f"finished  {when(f['finished_at'])}",
-            f"duration  {f['duration_s']:.1f} s",
-            f"pages     {f['pages']} ({f['pages_per_s']:.1f} pages/s)",
-            f"hosts     {f['hosts']}",
-            f"statuses  {listing(f['statuses'])}",
-            f"errors    {listing(f['errors'])}",
-            f"frontier  {listing(f['frontier'])}",
-        ]
-    )

@@ -197,7 +197,8 @@ class Store:
 
     def stats(self, crawl_id: int | None = None) -> dict[str, Any]:
         """Figures for `crawl stats` about the given crawl, or the latest one."""
-        from crawler.store.query import QueryError, crawl_stats
+        from crawler.store.query import QueryError
+        from crawler.store.stats import crawl_stats
 
         with self.engine.connect() as conn:
             try:

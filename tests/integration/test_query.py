@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from crawler.records import Job, Link, Outcome, Page, Response
-from crawler.store.query import QueryError, format_rows, format_stats, run_readonly, stats
+from crawler.store.query import QueryError, format_rows, run_readonly
 from crawler.store.sql import open_store
+from crawler.store.stats import format_stats, stats
 
 pytest_plugins = ["conftest_db"]
 

@@ -1,0 +1,123 @@
+"""Stats: the figures of `crawl stats` about one crawl, and their human summary.
+
+Read without migrating the database (crawler.store.query.reading). A distributed crawl also shows
+its workers: each process's runs row (machine, pid, pages stored, last heartbeat, whether it is live).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from crawler.store.query import find_crawl, reading
+from crawler.store.schema import frontier, pages, runs
+from crawler.urls import host_of
+
+STALE = 60.0  # a worker whose heartbeat is older than this many seconds is shown as gone
+
+
+def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
+    """`crawl stats` figures for the latest crawl in `db` (or the given one), without migrating it."""
+    with reading(db, f"read crawl stats from {db}") as conn:
+        return crawl_stats(conn, crawl_id)
+
+
+def counts(conn: Connection, column: Any, *where: Any) -> dict[Any, int]:
+    """{value: count} of `column`, grouped, under `where`."""
+    return {
+        value: n for value, n in conn.execute(select(column, func.count()).where(*where).group_by(column))
+    }
+
+
+def error_kinds(conn: Connection, crawl_id: int) -> dict[str, int]:
+    """{kind: count}, the kind being an error's text up to its first ':'; most frequent first."""
+    kinds: dict[str, int] = {}
+    for error, n in counts(
+        conn, pages.c.error, pages.c.crawl_id == crawl_id, pages.c.error.is_not(None)
+    ).items():
+        kind = error.split(":", 1)[0].strip()
+        kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
+def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
+    """id, status, started_at, finished_at, pages, statuses {status: n}, errors {kind: n}, hosts,
+    frontier {state: n}, duration_s and pages_per_s (measured up to now while the crawl is unfinished)."""
+    crawl = find_crawl(conn, crawl_id)
+    of_crawl = pages.c.crawl_id == crawl.id
+    n_pages = conn.execute(select(func.count()).select_from(pages).where(of_crawl)).scalar_one()
+    joined = pages.join(frontier, (frontier.c.crawl_id == pages.c.crawl_id) & (frontier.c.url == pages.c.url))
+    hosts = select(func.count(frontier.c.host.distinct())).select_from(joined).where(of_crawl)
+    end = crawl.finished_at or dt.datetime.now(dt.UTC)
+    duration = max((end - crawl.started_at).total_seconds(), 0.0)
+    return {
+        "id": crawl.id,
+        "status": crawl.status,
+        "started_at": crawl.started_at,
+        "finished_at": crawl.finished_at,
+        "pages": n_pages,
+        "statuses": dict(sorted(counts(conn, pages.c.status, of_crawl, pages.c.status.is_not(None)).items())),
+        "errors": error_kinds(conn, crawl.id),
+        "hosts": conn.execute(hosts).scalar_one() or hosts_of_pages(conn, crawl.id),
+        "frontier": counts(conn, frontier.c.state, frontier.c.crawl_id == crawl.id),
+        "duration_s": round(duration, 3),
+        "pages_per_s": round(n_pages / duration, 2) if duration > 0 else 0.0,
+        "workers": workers(conn, crawl.id) if crawl_is_shared(crawl.settings) else [],
+    }
+
+
+def crawl_is_shared(settings_json: str) -> bool:
+    """Whether the crawl's workers share a frontier (it was started with --frontier)."""
+    return bool(json.loads(settings_json).get("frontier_key"))
+
+
+def hosts_of_pages(conn: Connection, crawl_id: int) -> int:
+    """Distinct hosts of the crawl's pages (a shared frontier keeps no frontier rows to count them by)."""
+    return len({host_of(url) for (url,) in conn.execute(select(pages.c.url).where(pages.c.crawl_id == crawl_id))})
+
+
+def workers(conn: Connection, crawl_id: int) -> list[dict[str, Any]]:
+    """Each process that worked on the crawl: machine, pid, pages stored (as of its last heartbeat),
+    last heartbeat, and whether it is live (not ended, and its heartbeat fresh)."""
+    at = dt.datetime.now(dt.UTC)
+    c = runs.c
+    query = select(c.host, c.pid, c.pages, c.alive_at, c.ended_at).where(c.crawl_id == crawl_id).order_by(c.id)
+    return [
+        {"host": r.host, "pid": r.pid, "pages": r.pages, "alive_at": r.alive_at,
+         "live": r.ended_at is None and (at - r.alive_at).total_seconds() < STALE}
+        for r in conn.execute(query)
+    ]
+
+
+
+
+def format_stats(figures: dict[str, Any]) -> str:
+    """The human summary of `crawl stats`."""
+
+    def when(value: dt.datetime | None) -> str:
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+    def listing(mapping: dict[Any, int]) -> str:
+        return ", ".join(f"{key}: {n}" for key, n in mapping.items()) or "none"
+
+    f = figures
+    lines = [
+        f"crawl     {f['id']} ({f['status']})",
+        f"started   {when(f['started_at'])}",
+        f"finished  {when(f['finished_at'])}",
+        f"duration  {f['duration_s']:.1f} s",
+        f"pages     {f['pages']} ({f['pages_per_s']:.1f} pages/s)",
+        f"hosts     {f['hosts']}",
+        f"statuses  {listing(f['statuses'])}",
+        f"errors    {listing(f['errors'])}",
+        f"frontier  {listing(f['frontier'])}",
+    ]
+    live = [w for w in f.get("workers", []) if w["live"]]
+    if f.get("workers"):
+        lines.append(f"workers   {len(live)} live of {len(f['workers'])}")
+        lines += [f"  {w['host']}:{w['pid']}  {w['pages']} pages  last seen {when(w['alive_at'])}"
+                  f"{'' if w['live'] else '  (gone)'}" for w in f["workers"]]
+    return "\n".join(lines)

@@ -7,6 +7,8 @@ request from a fixed word list, so a 50k-page site costs no memory. The link gra
 each path was requested so far (JSON), so tests can count repeated requests across crawler runs, and
 `GET /_bytes` the body bytes served so far. Pages carry an ETag and a Last-Modified and answer a matching
 If-None-Match with 304 and no body (RFC 9110 13.1.2), as a recrawl expects of a real server.
+`--latency S` makes every page take S seconds; `GET /_log` answers each page request's path, start and
+end (the server's monotonic clock), so tests measure politeness as the server saw it.
 
 Two page shapes: "simple" (the default: the tests' small pages) and "realistic" (`--html realistic`,
 what the benchmarks crawl): a head full of meta, link and script tags, a header with a logo and a nav,
@@ -22,6 +24,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +32,7 @@ from pathlib import Path
 ROBOTS_TXT = b"User-agent: *\nDisallow:\n"
 HITS_PATH = "/_hits"  # JSON {path: requests served}, for tests that count repeated requests
 BYTES_PATH = "/_bytes"  # JSON: the body bytes served so far (what a recrawl with validators saves)
+LOG_PATH = "/_log"  # JSON [[path, start, end], ...] of the requests served (monotonic seconds)
 LAST_MODIFIED = "Mon, 06 May 2024 08:00:00 GMT"
 WORDS = ["python", "crawler", "greenlet", "thread", "process", "socket", "request", "response", "header", "body", "page", "link", "anchor", "title", "description", "text", "index", "frontier", "queue", "robots", "politeness", "deadline", "extraction", "database", "sqlite", "query", "schema", "migration", "engine", "worker", "pool", "scope", "depth", "host", "domain", "redirect", "charset"]
 
@@ -190,6 +194,15 @@ class SiteHandler(BaseHTTPRequestHandler):
             return self.respond(200, self.server.hits_json(), "application/json")
         if self.path == BYTES_PATH:
             return self.respond(200, str(self.server.body_bytes).encode(), "application/json")
+        if self.path == LOG_PATH:
+            return self.respond(200, self.server.log_json(), "application/json")
+        started = time.monotonic()
+        if self.server.latency:
+            time.sleep(self.server.latency)
+        self.page()
+        self.server.logged(self.path, started)
+
+    def page(self) -> None:
         number = self.server.page_number(self.path)
         if self.path == "/robots.txt":
             self.send(200, ROBOTS_TXT, "text/plain")
@@ -225,9 +238,10 @@ class SiteServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, pages: int, fanout: int = 10, size: int = 2000, host: str = "127.0.0.1",
-                 extra: tuple[str, ...] = (), html: str = "simple") -> None:
+                 extra: tuple[str, ...] = (), html: str = "simple", latency: float = 0.0) -> None:
         super().__init__((host, 0), SiteHandler)
-        self.pages, self.fanout, self.size, self.extra = pages, fanout, size, extra
+        self.pages, self.fanout, self.size, self.extra, self.latency = pages, fanout, size, extra, latency
+        self.log: list[tuple[str, float, float]] = []
         self.render = RENDERERS[html]
         self.hits: dict[str, int] = {}
         self.body_bytes = 0
@@ -255,6 +269,14 @@ class SiteServer(ThreadingHTTPServer):
         with self._lock:
             return json.dumps(self.hits).encode()
 
+    def logged(self, path: str, started: float) -> None:
+        with self._lock:
+            self.log.append((path, started, time.monotonic()))
+
+    def log_json(self) -> bytes:
+        with self._lock:
+            return json.dumps(self.log).encode()
+
 
 def write_site(directory: str, pages: int, fanout: int, size: int, extra: tuple[str, ...] = (),
                html: str = "realistic") -> None:
@@ -276,12 +298,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--extra", action="append", default=[], help="a URL every page links to")
     parser.add_argument("--html", choices=sorted(RENDERERS), default="simple", help="the shape of the pages")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds each page takes to answer")
     parser.add_argument("--write", metavar="DIR", help="write the site as static files to DIR and exit")
     args = parser.parse_args(argv)
     if args.write:
         write_site(args.write, args.pages, args.fanout, args.size, tuple(args.extra), args.html)
         return
-    server = SiteServer(args.pages, args.fanout, args.size, args.host, tuple(args.extra), args.html)
+    server = SiteServer(args.pages, args.fanout, args.size, args.host, tuple(args.extra), args.html,
+                        args.latency)
     print(server.url, flush=True)
     try:
         server.serve_forever()

@@ -33,8 +33,8 @@ ROBOTS = "/robots.txt"  # fetched once by every run of a crawl, by design
 class Job:
     """`python -m crawler ARGS` in a session of its own; stderr is collected by a thread."""
 
-    def __init__(self, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")} | (env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "crawler", *args], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                                      start_new_session=True)

@@ -169,3 +169,45 @@ def test_one_big_host_is_claimed_in_batches_not_per_page(monkeypatch: pytest.Mon
     status, frontier, sink, _ = crawl(settings(concurrency=50, per_host=4))
     assert status == "finished" and sink.count() == 401
     assert frontier.claims <= 401 / 10, frontier.claims  # (151 before claims were batched)
+
+
+@dataclass
+class SharedFrontier(CountingFrontier):
+    """A frontier another process works on too: it holds `theirs` (claimed before the crawl starts) and
+    settles them after `their_claims` claims of ours, adding a link found on one of them."""
+
+    theirs: list[Job] = field(default_factory=list)
+    their_claims: int = 0
+    released: list[tuple[Job, float]] = field(default_factory=list)
+
+    def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
+        if self.theirs and self.claims >= self.their_claims:
+            self.add([("http://a.test/5", "a.test", 3)])  # found by the other process
+            self.done(self.theirs)
+            self.theirs = []
+        return super().claim(n, exclude_hosts, per_host)
+
+    def release(self, fetched: list[tuple[Job, float]]) -> None:  # type: ignore[override]
+        self.released.extend(fetched)
+
+
+def test_the_loop_waits_while_another_process_holds_claims_and_takes_what_they_queue() -> None:
+    clock = Clock()
+    frontier, sink, engine = SharedFrontier(their_claims=6), MemorySink(), TableEngine(clock)
+    frontier.add([("http://a.test/", "a.test", 0)])
+    frontier.theirs = frontier.claim(1)  # the other process took the seed
+    loop = Crawl(settings(), frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
+    assert loop.run(Progress(enabled=False)) == "finished"
+    assert list(sink.stored) == ["http://a.test/5"]  # theirs was not fetched again
+    assert frontier.pending() == 0
+    assert [job.url for job, _ in frontier.released] == ["http://a.test/5"]
+    assert clock.now >= 5 * 0.25  # it waited, looking again every IDLE_WAIT, until the claims settled
+
+
+def test_a_fetch_releases_its_host_with_the_hosts_delay() -> None:
+    clock = Clock()
+    frontier, sink, engine = SharedFrontier(), MemorySink(), TableEngine(clock)
+    frontier.add([("http://a.test/3", "a.test", 0)])
+    loop = Crawl(settings(delay=0.5), frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
+    loop.run(Progress(enabled=False))
+    assert [(job.url, rest) for job, rest in frontier.released] == [("http://a.test/3", 0.5)]

@@ -44,7 +44,11 @@ class StoreError(Exception):
 
 
 def database_url(db: str) -> str:
-    """A SQLAlchemy URL for `db`: URLs pass through, a bare path becomes sqlite:///<absolute path>."""
+    """A SQLAlchemy URL for `db`: a bare path becomes sqlite:///<absolute path>; postgresql:// (and
+    postgres://) use psycopg 3, the driver that ships with crawler; other URLs pass through."""
+    for scheme in ("postgresql://", "postgres://"):
+        if db.startswith(scheme):
+            return "postgresql+psycopg://" + db.removeprefix(scheme)
     if "://" in db:
         return db
     return "sqlite:///" + os.path.abspath(os.path.expanduser(db))

@@ -1,0 +1,17 @@
+-- done(K, worker, ntokens, token..., fp...): ack the leases `worker` still holds (their URLs are done);
+-- mark the fingerprints after the tokens done (where redirect chains landed). Returns the refused acks.
+local worker, count, stale = ARGV[2], tonumber(ARGV[3]), 0
+for i = 4, 3 + count do
+  local host, released, item = held(ARGV[i], worker)
+  if host then
+    drop_lease(ARGV[i])
+    local fp = string.sub(item, 1, 12)
+    redis.call('HSET', bucket(fp), field(fp), 'd')
+    if released == '0' then free_slot(host) end
+    schedule(host, now)
+  else
+    stale = stale + 1
+  end
+end
+for i = 4 + count, #ARGV do redis.call('HSET', bucket(ARGV[i]), field(ARGV[i]), 'd') end
+return stale

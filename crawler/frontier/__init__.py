@@ -29,7 +29,8 @@ class Frontier(Protocol):
         ...
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
-        """Up to n queued jobs, oldest first, none from exclude_hosts, at most per_host (>0) per host."""
+        """Up to n queued jobs, oldest first (a shared frontier: each host's oldest, hosts in turn), none
+        from exclude_hosts, at most per_host (>0) per host."""
         ...
 
     def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:

@@ -14,7 +14,10 @@ the crawl's key prefix K:
 - K:seen:<xxxx> HASH the exact dedup: 65,536 buckets keyed by the fingerprint's first 2 bytes, field =
                     its other 10 bytes, value = the URL's depth, or `d` once done. The fingerprint is
                     blake2b-96 of the URL (a collision among 10^9 URLs: p < 10^-11). Small hashes are
-                    listpacks: about 14 bytes per URL, measured in tests/integration/test_redis_frontier.py.
+                    listpacks; measured (INFO memory, Redis 7.0): the dedup costs 75 B/URL at 100k URLs
+                    (mostly the buckets' own overhead), 23 B at 1M, 19 B at 3M, falling to ~16 B as the
+                    buckets fill up to 128 entries (8M URLs; past that they turn into hashtables,
+                    ~70 B); a queued URL adds its text in its host's list (~45 B for a 40-byte URL).
 
 A claim is a lease `epoch:counter` (the epoch is new with every rebuild, so tokens never repeat); an
 ack, a give-back or a renewal from a worker that no longer holds the lease is refused (fencing); a

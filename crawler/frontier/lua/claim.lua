@@ -19,6 +19,7 @@ for _ = 1, n do
         local fp = string.sub(item, 1, 12)
         local depth = redis.call('HGET', bucket(fp), field(fp))
         if depth and depth ~= 'd' then  -- ('d': a redirect chain landed on it while it was queued)
+          redis.call('HSET', bucket(fp), field(fp), 'c' .. depth)
           local id = redis.call('HINCRBY', META, 'next', 1)
           local token = epoch .. ':' .. id
           redis.call('ZADD', LEASES, now + lease_ms, token)

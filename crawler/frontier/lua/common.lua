@@ -60,8 +60,12 @@ local function drop_lease(token)
   redis.call('HINCRBY', META, 'leased', -1)
 end
 
+-- A URL's value in its bucket: its depth while queued, c<depth> while claimed, d once done.
 local function requeue(token, host, released, item)
   drop_lease(token)
+  local fp = string.sub(item, 1, 12)
+  local value = redis.call('HGET', bucket(fp), field(fp))
+  if value and string.sub(value, 1, 1) == 'c' then redis.call('HSET', bucket(fp), field(fp), string.sub(value, 2)) end
   redis.call('LPUSH', queue(host), item)
   redis.call('HINCRBY', META, 'queued', 1)
   if released == '0' then free_slot(host) end

@@ -34,9 +34,9 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import FANOUT, SIZE, free_port, nginx  # noqa: E402 (a sibling script, not a package)
+from compare import FANOUT, SIZE, free_port, nginx
 
-from crawler.testsite import write_site  # noqa: E402
+from crawler.testsite import write_site
 
 PG = os.environ.get("CRAWLER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -153,8 +153,8 @@ def run_once(url: str, workers: int, args: argparse.Namespace) -> Run:
 
 
 def summary(runs: list[Run], counts: list[int]) -> str:
-    rows = ["| workers | pages/s (median) | worker CPU ms/page | Redis CPU us/page | Redis commands/page "
-            "| PG commits/s |", "|---|---|---|---|---|---|"]
+    rows = [("| workers | pages/s (median) | worker CPU ms/page | Redis CPU us/page | Redis commands/page "
+            "| PG commits/s |"), "|---|---|---|---|---|---|"]
     rates = {}
     for n in counts:
         mine = [r for r in runs if r.workers == n]

@@ -94,6 +94,8 @@ def nginx(root: Path, tmp: Path) -> Iterator[str]:
     """nginx serving `root` on a free 127.0.0.1 port until the block ends; yields the base URL."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
+    for folder in (tmp, root):  # nginx's workers run as an unprivileged user: let them read the site
+        folder.chmod(0o755)
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)

@@ -313,8 +313,10 @@ class Crawl:
             landed = [(o.response.followed_to, host_of(o.response.followed_to), o.job.depth)
                       for o in outcomes if o.response.followed_to]
             jobs = [o.job for o in outcomes] + self.batch.landed
-            self.frontier.done(jobs, landed)
+            earlier = set(self.frontier.done(jobs, landed))
             testhook.reached("after-ack")
+            if earlier:  # the frontier was rebuilt since their claim, maybe without their links
+                self.frontier.add(self.discovery.again([o for o in outcomes if o.job in earlier]))
             self.batch.held.difference_update(jobs)
             self.batch.outcomes, self.batch.landed = [], []
         self.last_flush = self.clock()

@@ -102,6 +102,14 @@ class Discovery:
                 self.seen[url] = depth
                 self.found.new.append((url, host, depth))
 
+    def again(self, outcomes: list[Outcome]) -> list[Entry]:
+        """What the outcomes discovered, by the same rules but whether seen before or not (and outside
+        the host budget, which admitted them once already): for a frontier that may have lost them."""
+        fresh = Discovery(self.scope, self.max_depth, self.max_url_length, HostBudget(0))
+        for outcome in outcomes:
+            fresh.outcome(outcome)
+        return fresh.take().new
+
     def take(self) -> Found:
         found, self.found = self.found, Found()
         return found

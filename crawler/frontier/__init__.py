@@ -33,9 +33,11 @@ class Frontier(Protocol):
         from exclude_hosts, at most per_host (>0) per host."""
         ...
 
-    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
         """The jobs are settled (their pages are stored); so are the `landed` URLs, where redirect chains
-        followed in place ended (marked done, added as done if unknown: they are never fetched alone)."""
+        followed in place ended (marked done, added as done if unknown: they are never fetched alone).
+        Returns the jobs claimed before the frontier was rebuilt (a shared frontier that lost its data):
+        the rebuild may not have known their links, which the caller adds again."""
         ...
 
     def give_back(self, jobs: Sequence[Job]) -> None:
@@ -127,10 +129,11 @@ class MemoryFrontier(OneProcess):
             self.rows[job.url][3] = CLAIMED
         return jobs
 
-    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
         self.add(landed)
         for url in [job.url for job in jobs] + [url for url, _, _ in landed]:
             self.rows[url][3] = DONE
+        return []
 
     def give_back(self, jobs: Sequence[Job]) -> None:
         self._requeue(job.url for job in jobs)

@@ -145,11 +145,19 @@ class RedisFrontier:
         return [Job(int(out[i]), out[i + 1].decode("utf-8", "surrogatepass"), int(out[i + 2]),
                     out[i + 3].decode()) for i in range(1, len(out), 4)]
 
-    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
+        """Ack the jobs (fenced); the ones claimed before a rebuild, which are marked done too (their
+        pages are stored now: see the Frontier Protocol)."""
+        earlier: list[Job] = []
         for chunk in chunks(jobs):
-            self.stale += int(self._run("done", self.worker, len(chunk), *(job.lease for job in chunk)))
-        for fps in chunks(fingerprint(url) for url, _, _ in landed):
+            out = self._run("done", self.worker, len(chunk), *(job.lease for job in chunk))
+            self.stale += int(out[0])
+            tokens = {token.decode() for token in out[1:]}
+            earlier += [job for job in chunk if job.lease in tokens]
+        urls = [url for url, _, _ in landed] + [job.url for job in earlier]
+        for fps in chunks(map(fingerprint, urls)):
             self._run("done", self.worker, 0, *fps)
+        return earlier
 
     def give_back(self, jobs: Sequence[Job]) -> None:
         for chunk in chunks(jobs):

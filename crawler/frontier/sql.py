@@ -84,11 +84,12 @@ class SqlFrontier(OneProcess):
         query = query.order_by(c.id).limit(size).with_for_update(skip_locked=True)
         return [(row.id, row.url, row.host, row.depth) for row in conn.execute(query)]
 
-    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> None:
-        """The jobs' rows turn done; the landed URLs are inserted as done, or turn done if known."""
-        if not jobs and not landed:
-            return
-        run_write(self.engine, lambda conn: self._done(conn, [job.id for job in jobs], landed))
+    def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
+        """The jobs' rows turn done; the landed URLs are inserted as done, or turn done if known. (Never
+        rebuilt: nothing to add again.)"""
+        if jobs or landed:
+            run_write(self.engine, lambda conn: self._done(conn, [job.id for job in jobs], landed))
+        return []
 
     def _done(self, conn: Connection, ids: list[int], landed: Sequence[Entry]) -> None:
         if ids:

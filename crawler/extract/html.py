@@ -10,8 +10,10 @@ What a reader of the page would call its parts:
 - description: <meta name="description" content> (name case-insensitive), else the Open Graph
   <meta property="og:description"> written for link previews; whitespace-collapsed; None when blank.
 - text: the visible text of <body>: no <script>, <style>, <template>, <noscript>, comments, ruby
-  annotations (<rt>, <rp>) or <title> tooltips of inline SVG. Strings are joined by a space (so minified
-  "<li>a</li><li>b</li>" gives "a b") and whitespace runs, &nbsp; included, collapse to one space.
+  annotations (<rt>, <rp>) or <title> tooltips of inline SVG. A space goes where a browser breaks the
+  flow (block-level elements, <br>, table cells, list items: minified "<li>a</li><li>b</li>" gives
+  "a b") and nowhere else, so "<span>os</span><span>.</span><span>path</span>" is "os.path" and
+  "<b>bold</b>face" is "boldface"; whitespace runs, &nbsp; included, collapse to one space.
 - links: every <a href> and <area href> in document order, resolved by crawler.urls.resolve against
   the first <base href> (itself resolved against the page URL) or the page URL; those urls.resolve
   refuses (javascript:, mailto:, tel:, data:, invalid) are dropped, and so are links inside <template>
@@ -67,6 +69,18 @@ class TitleString(NavigableString):
 _STRING_CONTAINERS = {**HTMLTreeBuilder.DEFAULT_STRING_CONTAINERS, "noscript": NoscriptString, "title": TitleString}
 _ANCHOR_STRINGS = (NavigableString, CData, NoscriptString)
 _KEPT = _WANTED | {"img", "svg"} | set(_STRING_CONTAINERS)  # the tags HTMLBuilder builds
+_HIDDEN = frozenset(_STRING_CONTAINERS)  # strings inside these are not visible text
+_NOT_ANCHOR_TEXT = _HIDDEN - {"noscript"}  # an anchor's text includes <noscript>'s: we run no scripts
+# Where a browser breaks the line (display: block, list-item, table-*; <br>): a space in the text.
+_BREAKS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "caption", "center", "dd", "details",
+    "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "frame",
+    "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "html", "iframe", "legend",
+    "li", "main", "menu", "nav", "noframes", "ol", "optgroup", "option", "p", "pre", "section", "summary",
+    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "video", "audio", "canvas", "object",
+})
+_BREAK, _HIDE = "break", "hide"
+_FLOW = dict.fromkeys(_BREAKS, _BREAK) | dict.fromkeys(_HIDDEN, _HIDE)  # one lookup per tag event
 
 
 def extract(url: str, body: bytes, content_type: str | None) -> Page:
@@ -74,7 +88,7 @@ def extract(url: str, body: bytes, content_type: str | None) -> Page:
     page = Page(content_hash=hashlib.sha1(body).hexdigest())
     try:
         text, page.encoding = decode_html(body, content_type)
-        fill(page, url, tags_of(parse(text)))
+        fill(page, url, *read(parse(text)))
     except Exception:  # noqa: BLE001 - hostile markup must not kill an extraction process
         _log.exception("extraction failed for %s", url)
     return page
@@ -98,14 +112,24 @@ class HTMLBuilder(LXMLTreeBuilder):
     def __init__(self) -> None:
         super().__init__(multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
         self.tags: dict[str, list[Tag]] = {}
+        self.text: list[str] = []  # the visible text of <body>, in pieces (see the module docstring)
+        self._in_body = False
+        self._hidden = 0  # depth inside tags whose strings are not text
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
+        kind = _FLOW.get(tag)  # (inline, not a method: this runs for every tag of every page)
+        if kind is _BREAK:
+            if not self._hidden:
+                self.text.append(" ")
+            self._in_body = self._in_body or tag == "body"
+        elif kind is _HIDE:
+            self._hidden += 1
         if soup.current_data and _blank(soup.current_data):
-            soup.current_data = []
+            soup.current_data = [" "]  # (one space keeps the gap between two strings)
         if tag not in _KEPT:
-            self._boundary(soup)
+            self._boundary(soup, tag)
             return
         attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
         element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
@@ -115,29 +139,37 @@ class HTMLBuilder(LXMLTreeBuilder):
     def end(self, tag: str) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
+        kind = _FLOW.get(tag)
+        if kind is _BREAK and not self._hidden:
+            self.text.append(" ")
+        elif kind is _HIDE:
+            self._hidden -= 1
         if tag not in _KEPT:
-            self._boundary(soup)
+            self._boundary(soup, tag)
             return
         if soup.current_data and _blank(soup.current_data):
-            soup.current_data = []
+            soup.current_data = [" "]  # (one space keeps the gap between two strings)
         soup.endData()
         soup.handle_endtag(tag, None)
 
     @staticmethod
-    def _boundary(soup: BeautifulSoup) -> None:
-        """Where a tag that is not built was: the strings on both sides go on as one, joined by a space
-        (what get_text(" ") would put between them), so the text is the same and takes one node."""
-        if soup.current_data:
-            soup.current_data.append(" ")
+    def _boundary(soup: BeautifulSoup, tag: str) -> None:
+        """Where a tag that is not built was: the strings on both sides go on as one string (an anchor's
+        text), with a space between them where the tag breaks the flow."""
+        if tag in _BREAKS:
+            soup.current_data.append(" ")  # (alone, it survives as a string: see _blank)
 
     def data(self, data: str) -> None:  # type: ignore[override]
         self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
+        if self._in_body and not self._hidden:
+            self.text.append(data)
 
 
 def _blank(chunks: list[str]) -> bool:
-    """Whether the pieces of the string being read are all whitespace (stops at the first that is not)."""
+    """Whether the pieces of the string being read are all whitespace (stops at the first that is not),
+    counting a break's space (" ", see HTMLBuilder._boundary) as text: an anchor's text needs it."""
     for chunk in chunks:
-        if not chunk.isspace():
+        if chunk == " " or not chunk.isspace():
             return False
     return True
 
@@ -151,17 +183,17 @@ def parse(text: str) -> BeautifulSoup:
         return BeautifulSoup(text, builder=builder)
 
 
-def tags_of(soup: BeautifulSoup) -> dict[str, list[Tag]]:
-    """The tags HTMLBuilder collected while it built `soup` (see its docstring)."""
-    return soup.builder.tags if isinstance(soup.builder, HTMLBuilder) else {}
+def read(soup: BeautifulSoup) -> tuple[dict[str, list[Tag]], str]:
+    """The tags HTMLBuilder collected while it built `soup` (see its docstring), and the visible text."""
+    builder = soup.builder
+    return (builder.tags, "".join(builder.text)) if isinstance(builder, HTMLBuilder) else ({}, "")
 
 
-def fill(page: Page, url: str, tags: dict[str, list[Tag]]) -> None:
-    """Set the page's fields from its tags by name (<area> as "a"), in document order."""
+def fill(page: Page, url: str, tags: dict[str, list[Tag]], text: str) -> None:
+    """Set the page's fields from its tags by name (<area> as "a"), in document order, and its text."""
     page.title = _title(tags.get("title", []))
     page.description = _description(tags.get("meta", []))
-    bodies = tags.get("body")
-    page.text = _collapse(bodies[0].get_text(" ")) if bodies else ""
+    page.text = _collapse(text)
     anchors = _outside_templates(tags.get("a", [])) if "template" in tags else tags.get("a", [])
     page.links = _links(_base_url(url, tags.get("base", [])), anchors)
 
@@ -231,7 +263,8 @@ def _resolve(base: str, root: str, href: str) -> str | None:
 
 
 def _anchor(tag: Tag) -> str:
-    text = _collapse(tag.get_text(" ", types=_ANCHOR_STRINGS))
+    only = tag.contents[0] if len(tag.contents) == 1 else None  # the common case: one string
+    text = _collapse(only if type(only) in _ANCHOR_STRINGS else "".join(_flow_text(tag)))  # type: ignore[arg-type]
     if text:
         return text
     img = tag.find("img", alt=True) if tag.name == "a" else None
@@ -239,6 +272,24 @@ def _anchor(tag: Tag) -> str:
         if value := _collapse(value):
             return value
     return ""
+
+
+def _flow_text(tag: Tag) -> Iterator[str]:
+    """An element's text as a browser lays it out: its strings (those of <noscript> too: a crawler has
+    no scripts), with a space at each edge of a tag that breaks the flow (in the narrow tree those
+    spaces are already in the strings, see HTMLBuilder._boundary)."""
+    for child in tag.children:
+        if isinstance(child, Tag):
+            if child.name in _NOT_ANCHOR_TEXT:
+                continue
+            edge = child.name in _BREAKS
+            if edge:
+                yield " "
+            yield from _flow_text(child)
+            if edge:
+                yield " "
+        elif type(child) in _ANCHOR_STRINGS:
+            yield str(child)
 
 
 def _attr(tag: Tag | None, name: str) -> str:

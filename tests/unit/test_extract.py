@@ -7,6 +7,7 @@ import logging
 import pickle
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,8 +91,8 @@ def test_article_title_description_and_encoding() -> None:
 
 def test_article_text_is_the_visible_body_text() -> None:
     assert run(ARTICLE).text == (
-        "About Archive A day at the seaside We took the early train to the coast . Fish & chips followed. "
-        "See also the other site . © 2024 Example"
+        "About Archive A day at the seaside We took the early train to the coast. Fish & chips followed. "
+        "See also the other site. © 2024 Example"
     )
 
 
@@ -263,7 +264,7 @@ def test_huge_attribute_values_do_not_break_the_page() -> None:
     html = f'<p title="{"t" * 3_000_000}">text</p><a href="/{"h" * 3_000_000}">big</a><a href="/ok">ok</a>'
     page = run(html)
     assert urls(page) == ["https://example.com/ok"]
-    assert page.text == "text big ok"
+    assert page.text == "text bigok"  # (two links, no space between them: as a browser shows them)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +272,7 @@ def test_huge_attribute_values_do_not_break_the_page() -> None:
     [
         ("http://example.com/", "http://example.com/"),  # bs4 would warn: looks like a URL
         ("index.html", "index.html"),  # bs4 would warn: looks like a filename
-        (RSS, "https://example.com/ About one"),  # bs4 would warn: XML parsed as HTML
+        (RSS, "https://example.com/About one"),  # bs4 would warn: XML parsed as HTML
         (XHTML, "xhtml X"),
     ],
     ids=["url", "filename", "rss", "xhtml"],
@@ -304,3 +305,59 @@ def test_extract_is_a_picklable_top_level_function() -> None:
 def test_page_pickles() -> None:
     page = run(ARTICLE)
     assert pickle.loads(pickle.dumps(page)) == page
+
+
+SPHINX_SIGNATURE = (
+    '<dl class="py function"><dt class="sig sig-object py" id="os.path.join">'
+    '<span class="sig-prename descclassname"><span class="pre">os.path.</span></span>'
+    '<span class="sig-name descname"><span class="pre">join</span></span><span class="sig-paren">(</span>'
+    '<em class="sig-param"><span class="n"><span class="pre">path</span></span></em>, '
+    '<em class="sig-param"><span class="o"><span class="pre">*</span></span><span class="n">'
+    '<span class="pre">paths</span></span></em><span class="sig-paren">)</span>'
+    '<a class="headerlink" href="#os.path.join" title="Link to this definition">¶</a></dt>'
+    "<dd><p>Join one or more path segments intelligently.</p></dd></dl>"
+)
+PYGMENTS = (
+    '<div class="highlight-python3 notranslate"><div class="highlight"><pre><span></span>'
+    '<span class="gp">&gt;&gt;&gt; </span><span class="kn">import</span> <span class="nn">os</span>\n'
+    '<span class="gp">&gt;&gt;&gt; </span><span class="n">os</span><span class="o">.</span>'
+    '<span class="n">path</span><span class="o">.</span><span class="n">join</span><span class="p">(</span>'
+    '<span class="s2">&quot;a&quot;</span><span class="p">)</span>\n</pre></div></div>'
+)
+DOCBOOK = (  # PostgreSQL's manual (DocBook XSL)
+    '<div class="sect1"><h2 class="title">9.4. String Functions</h2><p>The function <code class="function">'
+    'concat</code>(<em class="replaceable"><code>val1</code></em>, ...) returns <code class="literal">'
+    "abcde</code>.</p><table><tr><td>a</td><td>b</td></tr></table><ul><li>one</li><li>two</li></ul></div>"
+)
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        (SPHINX_SIGNATURE, "os.path.join(path, *paths)¶ Join one or more path segments intelligently."),
+        (PYGMENTS, '>>> import os >>> os.path.join("a")'),
+        (DOCBOOK, "9.4. String Functions The function concat(val1, ...) returns abcde. a b one two"),
+        ("<p>Found a <a href='/bug'>bug</a>?</p>", "Found a bug?"),
+        ("<p><b>bold</b>face, <i>it</i><em>alic</em></p>", "boldface, italic"),
+        ("<div>one</div><div>two</div>three<br>four<hr>five<h1>six</h1>", "one two three four five six"),
+        ("<p>a<span> </span>b</p><p>c</p>", "a b c"),
+    ],
+    ids=["sphinx", "pygments", "docbook", "inline-link", "inline-markup", "blocks", "spaces-kept"],
+)
+def test_text_has_spaces_only_where_a_browser_breaks_the_flow(html: str, text: str) -> None:
+    assert run(html).text == text
+
+
+def test_an_anchor_reads_as_the_browser_shows_it() -> None:
+    page = run("<a href='/x'><span>os</span><span>.</span>path</a><a href='/y'><div>a</div><div>b</div></a>")
+    assert [link.anchor for link in page.links] == ["os.path", "a b"]
+
+
+def test_text_of_a_real_sphinx_page() -> None:
+    """Python 3.11's library/os.path.html from Debian's python3.11-doc (Sphinx, Pygments), as shipped."""
+    body = (Path(__file__).parent.parent / "fixtures" / "python-3.11-os.path.html").read_bytes()
+    text = extract("https://docs.python.org/3.11/library/os.path.html", body, "text/html").text
+    assert "os.path.join(path, *paths)¶ Join one or more path segments intelligently." in text
+    assert "os.path.splitext(path)¶" in text
+    assert ">>> splitext('bar') ('bar', '')" in text  # a Pygments session
+    assert " . " not in text and "( " not in text

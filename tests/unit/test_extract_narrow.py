@@ -11,16 +11,16 @@ import random
 import warnings
 
 import pytest
-from bs4 import BeautifulSoup, Tag, XMLParsedAsHTMLWarning
+from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 
-from crawler.extract.html import _STRING_CONTAINERS, _WANTED, fill, parse, tags_of
+from crawler.extract.html import _BREAKS, _HIDDEN, _STRING_CONTAINERS, _WANTED, fill, parse, read
 from crawler.records import Page
 from crawler.testsite import render, render_realistic
 
 URL = "https://h.example/p/q.html"
 TAGS = [
     "div", "h1 class=x", "ul", "li", "br", "head", "body", "html", "section", "p", "pre", "textarea", "span",
-    "em", "b", "table", "td", "ruby", "rt", "rp", "template", "noscript", "svg", "title", "script", "style",
+    "em", "b", "table", "td", "ruby", "rt>r</rt", "rp>(</rp", "template", "noscript", "svg", "title", "script", "style",
     "map", "!-- c --", "a href='/x{n}'", "a href=' ../y/{n}#f '", "area href='/z{n}'", "img alt='i{n}'",
     "base href='/b/{n}/'", "meta name='description' content=' d {n} '", "meta property='og:description' content='og {n}'", "a title='t{n}' href='/t'", "a aria-label='l' href='{n}'", "svg><title>T{n}</title",
     "a href='/q{n}'><span><img alt='s{n}'", "noscript><a href='/n{n}'>n", "a href='/dup'",
@@ -38,13 +38,35 @@ def reference(text: str) -> Page:
         if isinstance(element, Tag) and element.name in _WANTED:
             tags.setdefault("a" if element.name == "area" else element.name, []).append(element)
     page = Page()
-    fill(page, URL, tags)
+    fill(page, URL, tags, visible_text(soup))
     return page
+
+
+def visible_text(tag: Tag) -> str:
+    """The text as a browser lays it out, from the full tree: strings outside <head> and not under a
+    hidden tag (wherever the parser put them: a browser shows what follows </body> too), and a space
+    at each edge of a tag that breaks the flow."""
+    out: list[str] = []
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, Tag):
+                if child.name in _HIDDEN or child.name == "head":
+                    continue
+                edge = [" "] if child.name in _BREAKS else []
+                out.extend(edge)
+                walk(child)
+                out.extend(edge)
+            elif type(child) is NavigableString:
+                out.append(str(child))
+
+    walk(tag)
+    return "".join(out)
 
 
 def narrow(text: str) -> Page:
     page = Page()
-    fill(page, URL, tags_of(parse(text)))
+    fill(page, URL, *read(parse(text)))
     return page
 
 

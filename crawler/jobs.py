@@ -8,6 +8,7 @@ raises, so one broken page can't stall the loop: trouble ends up in the record's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -165,6 +166,8 @@ class JobRunner:
             self.sitemaps.nested(job.url, page)
         elif response.error is None and is_html(response):
             page = self._extract(response, extract, response.headers.get("content-type"))
+        if response.error is None and response.status != 304:  # (a 304 has no body: its row's is carried)
+            response.content_hash = hashlib.sha1(response.body).hexdigest()
         response.length, response.body = len(response.body), b""
         if page is not None and page.error:
             response.error = page.error

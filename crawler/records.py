@@ -28,6 +28,7 @@ class Response:
     elapsed_ms: int = 0
     fetched_at: float = 0.0  # unix time when the fetch started
     length: int | None = None  # body bytes received; kept after the body itself is dropped
+    content_hash: str | None = None  # sha1 hex of the body (any type: duplicates of PDFs count too)
 
     @property
     def content_type(self) -> str:
@@ -65,7 +66,6 @@ class Page:
     title: str | None = None
     description: str | None = None
     text: str = ""
-    content_hash: str = ""  # sha1 hex of the body bytes
     links: list[Link] = field(default_factory=list)
     encoding: str | None = None  # the charset the body was decoded with
     kind: str = "html"  # html | sitemap | sitemap index

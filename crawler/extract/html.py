@@ -14,7 +14,8 @@ What a reader of the page would call its parts:
   flow (block-level elements, <br>, table cells, list items: minified "<li>a</li><li>b</li>" gives
   "a b") and nowhere else, so "<span>os</span><span>.</span><span>path</span>" is "os.path" and
   "<b>bold</b>face" is "boldface"; whitespace runs, &nbsp; included, collapse to one space.
-- links: every <a href> and <area href> in document order, resolved by crawler.urls.resolve against
+- links: every <a href> and <area href> in document order (href="" is the page itself), then where a
+  <meta http-equiv="refresh"> leads, resolved by crawler.urls.resolve against
   the first <base href> (itself resolved against the page URL) or the page URL; those urls.resolve
   refuses (javascript:, mailto:, tel:, data:, invalid) are dropped, and so are links inside <template>
   (inert) and hrefs over 8 KB. Links inside <noscript> are kept: a crawler is a client without scripts.
@@ -26,7 +27,6 @@ What a reader of the page would call its parts:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import warnings
@@ -52,6 +52,7 @@ _log = logging.getLogger(__name__)
 # "/" then path characters that urljoin and urls.normalize leave as they are (no ";", "%", "?", "#", "\\",
 # "[", "]", spaces or non-ASCII); with no "/." in it either (dot segments), root + href is normalized.
 _PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
+_REFRESH = re.compile(r"\s*\d*(?:\.\d*)?\s*[;,]\s*(?:url\s*=\s*)?(.+)", re.IGNORECASE | re.DOTALL)
 _MAX_HREF = 8192  # longer hrefs are junk (or an attack) and would bloat the frontier
 _WANTED = frozenset({"title", "base", "meta", "a", "area", "template", "body"})
 
@@ -85,7 +86,7 @@ _FLOW = dict.fromkeys(_BREAKS, _BREAK) | dict.fromkeys(_HIDDEN, _HIDE)  # one lo
 
 def extract(url: str, body: bytes, content_type: str | None) -> Page:
     """Extract a Page from an HTML body; never raises. `content_type` is the whole header value."""
-    page = Page(content_hash=hashlib.sha1(body).hexdigest())
+    page = Page()
     try:
         text, page.encoding = decode_html(body, content_type)
         fill(page, url, *read(parse(text)))
@@ -195,7 +196,11 @@ def fill(page: Page, url: str, tags: dict[str, list[Tag]], text: str) -> None:
     page.description = _description(tags.get("meta", []))
     page.text = _collapse(text)
     anchors = _outside_templates(tags.get("a", [])) if "template" in tags else tags.get("a", [])
-    page.links = _links(_base_url(url, tags.get("base", [])), anchors)
+    base = _base_url(url, tags.get("base", []))
+    page.links = _links(base, anchors)
+    for target in _refreshes(base, tags.get("meta", [])):
+        if all(link.url != target for link in page.links):
+            page.links.append(Link(url=target, anchor=""))
 
 
 def _title(titles: list[Tag]) -> str | None:
@@ -212,6 +217,16 @@ def _description(metas: list[Tag]) -> str | None:
         if key in ("description", "og:description"):
             found.setdefault(key, _collapse(_attr(meta, "content")))
     return found.get("description") or found.get("og:description") or None
+
+
+def _refreshes(base: str, metas: list[Tag]) -> Iterator[str]:
+    """Where <meta http-equiv="refresh" content="N; url=..."> leads (any case, any spacing, the URL quoted
+    or not): an HTML-level redirect, followed like a link."""
+    for meta in metas:
+        if _attr(meta, "http-equiv").strip().lower() == "refresh":
+            found = _REFRESH.match(_attr(meta, "content"))
+            if found and (target := resolve(base, found.group(1).strip().strip("'\""))):
+                yield target
 
 
 def _base_url(url: str, bases: list[Tag]) -> str:
@@ -242,9 +257,11 @@ def _targets(base: str, anchors: Iterable[Tag]) -> Iterator[tuple[Tag, str]]:
     resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", headline and image)
     root = _root(base)
     for tag in anchors:
-        href = _attr(tag, "href")
+        if not tag.has_attr("href"):
+            continue
+        href = _attr(tag, "href")  # ("": the page itself, as a browser takes it)
         if href not in resolved:
-            resolved[href] = _resolve(base, root, href) if href and len(href) <= _MAX_HREF else None
+            resolved[href] = _resolve(base, root, href) if len(href) <= _MAX_HREF else None
         if (target := resolved[href]) is not None:
             yield tag, target
 

@@ -9,7 +9,6 @@ body (a bomb costs at most max_bytes). `extract` wraps it in a Page for the extr
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -97,7 +96,7 @@ def entries(root: etree._Element) -> list[tuple[str, str | None]]:
 def extract(url: str, body: bytes, max_bytes: int) -> Page:
     """A Page of kind "sitemap" or "sitemap index" whose links are the sitemap's absolute URLs."""
     sitemap = parse(body, max_bytes)
-    page = Page(content_hash=hashlib.sha1(body).hexdigest(), kind=sitemap.kind, error=sitemap.error)
+    page = Page(kind=sitemap.kind, error=sitemap.error)
     for loc, lastmod in sitemap.entries:
         try:
             page.links.append(Link(normalize(urljoin(url, loc)), "", lastmod))

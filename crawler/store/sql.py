@@ -281,7 +281,7 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
         "length": length,
         "fetched_at": utc(response.fetched_at),
         "elapsed_ms": response.elapsed_ms,
-        "content_hash": (page.content_hash or None) if page else None,
+        "content_hash": response.content_hash,
         "encoding": page.encoding if page else None,
         "kind": page.kind if page else None,
         "etag": response.headers.get("etag"),

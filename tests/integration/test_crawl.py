@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -199,3 +200,23 @@ def test_a_redirect_target_whose_chain_failed_is_fetched_on_its_own(tmp_path: Pa
     server, pages = redirect_race(tmp_path, "/reset")
     assert len(server.hits("/x")) == 2
     assert pages["/p"][1].startswith("connection error") and pages["/x"][1].startswith("connection error")
+
+
+def test_what_a_browser_follows_and_every_body_hashed(tmp_path: Path, engine: str) -> None:
+    """A meta refresh leads somewhere (followed like a link); `<a href="">` is the page itself; a PDF's
+    body has a content_hash like an HTML page's, so two copies of one PDF are found."""
+    pdf = b"%PDF-1.4 not really a pdf\n"
+    with serve() as server:
+        server.mount("/", static(b'<html><meta http-equiv="Refresh" content="0;  URL=\'/moved\'">'
+                                 b'<a href="">self</a><a href="/a.pdf">a</a><a href="/b.pdf">b</a></html>'))
+        server.mount("/moved", static(b"<html><title>moved</title></html>"))
+        for path in ("/a.pdf", "/b.pdf"):
+            server.mount(path, static(pdf, content_type="application/pdf"))
+        db = tmp_path / "crawl.db"
+        crawl(db, server.url("/"), "--engine", engine, "--ignore-robots", "--allow-private")
+        stored = dict(rows(db, "SELECT url, content_hash FROM pages"))
+        linked = {url for (url,) in rows(db, "SELECT l.url FROM links l JOIN pages p ON p.id = l.page_id "
+                                            "WHERE p.url = ?", server.url("/"))}
+    assert set(stored) == {server.url(p) for p in ("/", "/moved", "/a.pdf", "/b.pdf")}
+    assert stored[server.url("/a.pdf")] == stored[server.url("/b.pdf")] == hashlib.sha1(pdf).hexdigest()
+    assert server.url("/") in linked and server.url("/moved") in linked

@@ -85,7 +85,8 @@ class Crawl:
                               validators, robots_answers)
         self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
-        self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget())
+        self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
+                                   obey_nofollow=not settings.ignore_robots)
         self.batch = Batch()
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
         self.last_flush = self.last_renew = clock()

@@ -1,6 +1,7 @@
 """Discovery: what an outcome adds to the frontier: its links and a redirect target it did not follow.
 
-Pure: values in, values out. A URL is admitted once per crawl (a cache of what was seen spares the
+Pure: values in, values out. Links marked nofollow are not followed (unless --ignore-robots). A URL is
+admitted once per crawl (a cache of what was seen spares the
 frontier most repeats; the frontier dedups exactly), if in scope, not a trap, within --max-depth and
 within its host's --max-pages-per-host. A URL seen before at a greater depth is reported as shallower,
 so --max-depth counts the shortest path even when concurrency finds a longer one first.
@@ -68,8 +69,10 @@ class HostBudget:
 class Discovery:
     """Admits discovered URLs (see the module docstring); `take()` hands over what was found so far."""
 
-    def __init__(self, scope: Scope, max_depth: int | None, max_url_length: int, budget: HostBudget) -> None:
+    def __init__(self, scope: Scope, max_depth: int | None, max_url_length: int, budget: HostBudget,
+                 obey_nofollow: bool = True) -> None:
         self.scope, self.max_depth, self.max_url_length, self.budget = scope, max_depth, max_url_length, budget
+        self.obey_nofollow = obey_nofollow  # (--ignore-robots follows nofollow links too)
         self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED
         self.found = Found()
 
@@ -81,7 +84,8 @@ class Discovery:
         if response.redirect_left:
             self.urls([response.redirect_left], outcome.job.depth)
         if outcome.page and (self.max_depth is None or depth <= self.max_depth):
-            self.urls([link.url for link in outcome.page.links], depth)
+            self.urls([link.url for link in outcome.page.links if not (link.nofollow and self.obey_nofollow)],
+                      depth)
 
     def urls(self, urls: list[str], depth: int) -> None:
         for url in urls:
@@ -105,7 +109,7 @@ class Discovery:
     def again(self, outcomes: list[Outcome]) -> list[Entry]:
         """What the outcomes discovered, by the same rules but whether seen before or not (and outside
         the host budget, which admitted them once already): for a frontier that may have lost them."""
-        fresh = Discovery(self.scope, self.max_depth, self.max_url_length, HostBudget(0))
+        fresh = Discovery(self.scope, self.max_depth, self.max_url_length, HostBudget(0), self.obey_nofollow)
         for outcome in outcomes:
             fresh.outcome(outcome)
         return fresh.take().new

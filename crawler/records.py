@@ -57,6 +57,7 @@ class Link:
     url: str  # absolute, normalized, http(s), no fragment
     anchor: str  # visible anchor text, whitespace-collapsed
     lastmod: str | None = None  # a sitemap's <lastmod> for this URL
+    nofollow: bool = False  # rel="nofollow", or on a page whose robots meta says nofollow: not followed
 
 
 @dataclass(slots=True)
@@ -70,6 +71,8 @@ class Page:
     encoding: str | None = None  # the charset the body was decoded with
     kind: str = "html"  # html | sitemap | sitemap index
     error: str | None = None  # what could not be read (a malformed sitemap), though the rest was
+    canonical: str | None = None  # <link rel="canonical" href>, resolved
+    noindex: bool = False  # <meta name="robots" content="noindex"> (or "none", or a crawler-named meta)
 
 
 @dataclass(slots=True)

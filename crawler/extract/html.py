@@ -21,6 +21,9 @@ What a reader of the page would call its parts:
   (inert) and hrefs over 8 KB. Links inside <noscript> are kept: a crawler is a client without scripts.
   Text in comments or <script> never becomes a link: the parser does not make elements of it.
   One Link per URL; its anchor is the first non-empty one among the URL's links.
+- nofollow (a link's flag): rel="nofollow", or every link of a page whose <meta name="robots"> (or
+  name="crawler") says nofollow or none; such links are stored, not followed. The same meta's noindex
+  (or none) sets the page's noindex flag; <link rel="canonical" href> is its canonical URL.
 - anchor: the link's visible text, else its own alt (<area>), else the alt of an <img> inside, else
   aria-label, else title; whitespace-collapsed; "" when none.
 """
@@ -54,7 +57,8 @@ _log = logging.getLogger(__name__)
 _PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 _REFRESH = re.compile(r"\s*\d*(?:\.\d*)?\s*[;,]\s*(?:url\s*=\s*)?(.+)", re.IGNORECASE | re.DOTALL)
 _MAX_HREF = 8192  # longer hrefs are junk (or an attack) and would bloat the frontier
-_WANTED = frozenset({"title", "base", "meta", "a", "area", "template", "body"})
+_WANTED = frozenset({"title", "base", "meta", "link", "a", "area", "template", "body"})
+ROBOTS_NAMES = frozenset({"robots", "crawler"})  # <meta name=...> a crawler obeys: all robots, and ours
 
 
 class NoscriptString(NavigableString):
@@ -201,6 +205,12 @@ def fill(page: Page, url: str, tags: dict[str, list[Tag]], text: str) -> None:
     for target in _refreshes(base, tags.get("meta", [])):
         if all(link.url != target for link in page.links):
             page.links.append(Link(url=target, anchor=""))
+    page.canonical = _canonical(base, tags.get("link", []))
+    rules = _robots_meta(tags.get("meta", []))
+    page.noindex = bool(rules & {"noindex", "none"})
+    if rules & {"nofollow", "none"}:
+        for link in page.links:
+            link.nofollow = True
 
 
 def _title(titles: list[Tag]) -> str | None:
@@ -217,6 +227,22 @@ def _description(metas: list[Tag]) -> str | None:
         if key in ("description", "og:description"):
             found.setdefault(key, _collapse(_attr(meta, "content")))
     return found.get("description") or found.get("og:description") or None
+
+
+def _canonical(base: str, links: list[Tag]) -> str | None:
+    for tag in links:
+        if "canonical" in _attr(tag, "rel").lower().split() and (target := resolve(base, _attr(tag, "href"))):
+            return target
+    return None
+
+
+def _robots_meta(metas: list[Tag]) -> set[str]:
+    """The rules of <meta name="robots"> (and of one named for this crawler): noindex, nofollow, none..."""
+    rules: set[str] = set()
+    for meta in metas:
+        if _attr(meta, "name").strip().lower() in ROBOTS_NAMES:
+            rules.update(rule.strip() for rule in _attr(meta, "content").lower().split(","))
+    return rules
 
 
 def _refreshes(base: str, metas: list[Tag]) -> Iterator[str]:
@@ -245,10 +271,12 @@ def _links(base: str, anchors: list[Tag]) -> list[Link]:
     links: dict[str, Link] = {}
     for tag, target in _targets(base, anchors):
         link = links.get(target)
+        nofollow = "nofollow" in _attr(tag, "rel").lower().split()
         if link is None:
-            links[target] = Link(url=target, anchor=_anchor(tag))
-        elif not link.anchor:
-            link.anchor = _anchor(tag)
+            links[target] = Link(url=target, anchor=_anchor(tag), nofollow=nofollow)
+        else:
+            link.anchor = link.anchor or _anchor(tag)
+            link.nofollow = link.nofollow and nofollow  # followed if any link to it may be
     return list(links.values())
 
 

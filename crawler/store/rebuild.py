@@ -2,9 +2,9 @@
 
 Every terminal outcome is one pages row and an HTML page's links are stored, so the frontier can be
 recomputed from the store: done = the stored URLs (and the URLs their redirects were followed to in
-place); queued = the seeds and the --sitemap URLs (as a run queues them), then the stored pages' links and
-the redirects they left, admitted by the same rules as discovery (scope, traps, --max-depth), each
-at its least depth; less what is done. Pure but for the one read of the crawl's rows.
+place); queued = the seeds and the --sitemap URLs (as a run queues them), then the stored pages' links
+(less nofollow ones) and the redirects they left, admitted by the same rules as discovery (scope,
+traps, --max-depth), each at its least depth; less what is done. Pure but for the one read of the crawl's rows.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def frontier_of(conn: Connection, crawl_id: int, seeds: list[str], settings: Set
             else:
                 done.add(final_url)  # followed in place: this row stands for it
     found = select(links.c.url, p.depth).join(pages, links.c.page_id == p.id).where(p.crawl_id == crawl_id)
+    if not settings.ignore_robots:
+        found = found.where(links.c.nofollow.is_(False))
     for url, depth in conn.execute(found):
         if settings.max_depth is None or depth + 1 <= settings.max_depth:
             reach(reached, [url], depth + 1)
@@ -56,7 +58,8 @@ def reach(reached: dict[str, int], urls: Iterable[str], depth: int) -> None:
 
 def admitted(reached: dict[str, int], done: set[str], settings: Settings, scope: Scope) -> list[Entry]:
     """The reached URLs not done that discovery would queue, least depth first."""
-    discovery = Discovery(scope, settings.max_depth, settings.limits.max_url_length, HostBudget(0))
+    discovery = Discovery(scope, settings.max_depth, settings.limits.max_url_length, HostBudget(0),
+                          not settings.ignore_robots)
     for url, depth in sorted(reached.items(), key=lambda item: item[1]):
         if url not in done:
             discovery.urls([url], depth)

@@ -12,7 +12,8 @@ from sqlalchemy import Connection, bindparam, select, text
 from crawler.store.schema import pages
 
 # the fields a 304 keeps from the earlier row: the body did not change, so neither did what it gave
-CARRIED = ("content_type", "kind", "content_hash", "encoding", "title", "description", "text")
+CARRIED = ("content_type", "kind", "content_hash", "encoding", "title", "description", "text", "canonical",
+           "noindex")
 CARRY_FORWARD = text(
     f"UPDATE pages SET unchanged = true, ({', '.join(CARRIED)}, etag, last_modified) = "
     f"(SELECT {', '.join('old.' + c for c in CARRIED)}, coalesce(pages.etag, old.etag), "
@@ -22,7 +23,8 @@ CARRY_FORWARD = text(
     "AND old.url = pages.url AND (old.unchanged OR old.status BETWEEN 200 AND 299))"
 ).bindparams(bindparam("ids", expanding=True))
 CARRY_LINKS = text(
-    "INSERT INTO links (page_id, url, anchor, lastmod) SELECT new.id, link.url, link.anchor, link.lastmod "
+    "INSERT INTO links (page_id, url, anchor, lastmod, nofollow) "
+    "SELECT new.id, link.url, link.anchor, link.lastmod, link.nofollow "
     "FROM pages AS new "
     "JOIN pages AS old ON old.crawl_id = :previous AND old.url = new.url "
     "JOIN links AS link ON link.page_id = old.id WHERE new.id IN :ids AND new.unchanged"

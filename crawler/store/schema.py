@@ -5,7 +5,7 @@ Users query these tables with SQL (`crawl sql`), so names are part of the interf
 - crawls:   one row per crawl (status running | finished | interrupted; seeds and settings as JSON text)
 - frontier: every URL a crawl has seen, with its state queued | claimed | done (the durable queue)
 - pages:    one row per fetched URL (status NULL when no response arrived; error NULL on success)
-- links:    the outgoing links of each HTML page
+- links:    the outgoing links of each HTML page (nofollow ones too, flagged: they are not followed)
 - pages_fts (SQLite, an FTS5 table over pages' title and text, kept by triggers) and ix_pages_search
   (PostgreSQL, a GIN index on their tsvector): the search index, owned by migration 0004, outside this
   metadata (migrations/env.py keeps it out of autogenerate's view); see crawler.store.search
@@ -135,6 +135,9 @@ pages = Table(
     Column("title", Text),
     Column("description", Text),
     Column("text", Text),
+    # (added by migration 0005, so after `text` on SQLite)
+    Column("canonical", Text),  # the page's <link rel="canonical">
+    Column("noindex", Boolean, nullable=False, server_default=false()),  # its robots meta says noindex
     UniqueConstraint("crawl_id", "url"),
 )
 
@@ -146,6 +149,7 @@ links = Table(
     Column("url", Text, nullable=False),
     Column("anchor", Text),
     Column("lastmod", Text),  # a sitemap's <lastmod> for the URL (NULL for HTML links)
+    Column("nofollow", Boolean, nullable=False, server_default=false()),  # rel=nofollow, or the page's meta
     Index(None, "page_id"),
     Index(None, "url"),
 )

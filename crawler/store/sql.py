@@ -290,6 +290,8 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
         "title": page.title if page else None,
         "description": page.description if page else None,
         "text": page.text if page else None,
+        "canonical": page.canonical if page else None,
+        "noindex": page.noindex if page else False,
     }
 
 
@@ -304,7 +306,8 @@ def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome], rec
     query = insert_ignore(conn.dialect.name, pages).returning(pages.c.id, pages.c.url)
     page_ids = {url: id_ for id_, url in conn.execute(query, rows)}
     link_rows = [
-        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor, "lastmod": link.lastmod}
+        {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor, "lastmod": link.lastmod,
+         "nofollow": link.nofollow}
         for o in unique.values()
         if o.page is not None and o.job.url in page_ids
         for link in o.page.links

@@ -220,3 +220,21 @@ def test_what_a_browser_follows_and_every_body_hashed(tmp_path: Path, engine: st
     assert set(stored) == {server.url(p) for p in ("/", "/moved", "/a.pdf", "/b.pdf")}
     assert stored[server.url("/a.pdf")] == stored[server.url("/b.pdf")] == hashlib.sha1(pdf).hexdigest()
     assert server.url("/") in linked and server.url("/moved") in linked
+
+
+def test_nofollow_links_are_stored_not_followed_unless_robots_are_ignored(tmp_path: Path, engine: str) -> None:
+    with serve() as server:
+        server.mount("/", static(b'<html><link rel="canonical" href="/home"><a href="/a" rel="nofollow">a</a>'
+                                 b'<a href="/meta">m</a></html>'))
+        server.mount("/meta", static(b'<html><meta name="robots" content="noindex,nofollow"><a href="/b">b</a>'))
+        for path in ("/a", "/b", "/home", "/robots.txt"):
+            server.mount(path, static(b"<html>x</html>"))
+        for n, extra in enumerate(([], ["--ignore-robots"])):
+            db = tmp_path / f"crawl{n}.db"
+            crawl(db, server.url("/"), "--engine", engine, "--allow-private", *extra)
+            stored = {url.removeprefix(server.base): (canonical, noindex)
+                      for url, canonical, noindex in rows(db, "SELECT url, canonical, noindex FROM pages")}
+            flagged = dict(rows(db, "SELECT url, nofollow FROM links"))
+            assert flagged == {server.url("/a"): 1, server.url("/meta"): 0, server.url("/b"): 1}
+            assert stored["/"] == (server.url("/home"), 0) and stored["/meta"] == (None, 1)
+            assert set(stored) == ({"/", "/meta"} if not extra else {"/", "/meta", "/a", "/b"})

@@ -28,8 +28,8 @@ def fill(db: str) -> str:
         one, two, three = fr.claim(3)
         links = [Link("http://a.test/x", 'x, with "quotes"'), Link("http://b.test/", "b\nnewline")]
         store.pages(crawl_id).save([
-            Outcome(one, response(one, 200), Page("One", None, "short", "h1", links, "utf-8")),
-            Outcome(two, response(two, 200), Page("Two", "d", LONG_TEXT, "h2", [], "utf-8")),
+            Outcome(one, response(one, 200), Page("One", None, "short", links, "utf-8")),
+            Outcome(two, response(two, 200), Page("Two", "d", LONG_TEXT, [], "utf-8")),
             Outcome(three, Response(three.url, three.url, None, error="timeout: 30 s"), None),
         ])  # fmt: skip
         fr.done([one, two, three])

@@ -37,9 +37,10 @@ def outcome(
 ) -> Outcome:
     body = b"<html><title>t</title></html>" if error is None else b""
     response = Response(job.url, final or job.url, status, {"content-type": "text/html; charset=utf-8"}, body,
-                        error, elapsed_ms=7, fetched_at=1_700_000_000.5)  # fmt: skip
+                        error, elapsed_ms=7, fetched_at=1_700_000_000.5,
+                        content_hash=None if error else "abc123")  # fmt: skip
     found = [Link(f"{job.url}link/{i}", f"anchor {i}") for i in range(n_links)]
-    page = None if error else Page("T", "D", "some text", "abc123", found, "utf-8")
+    page = None if error else Page("T", "D", "some text", found, "utf-8")
     return Outcome(job, response, page)
 
 
@@ -79,7 +80,7 @@ def test_upgrade_to_head_leaves_no_drift(store: Store) -> None:
 def test_open_twice_is_idempotent(any_db: str) -> None:
     for _ in range(2):
         with open_store(any_db) as store:
-            assert rows(store, "SELECT version_num FROM alembic_version") == [("0004",)]
+            assert rows(store, "SELECT version_num FROM alembic_version") == [("0005",)]
 
 
 def test_database_url_accepts_paths() -> None:

@@ -374,3 +374,23 @@ def test_a_meta_refresh_is_a_link(content: str) -> None:
 
 def test_a_meta_refresh_without_a_url_is_no_link() -> None:
     assert run('<meta http-equiv="refresh" content="30">').links == []
+
+
+def test_canonical_and_the_robots_meta() -> None:
+    page = run('<link rel="Canonical" href="/blog/post"><meta name="ROBOTS" content="noindex, follow">'
+               '<a href="/a" rel="nofollow">a</a><a href="/b">b</a><a href="/c" rel="nofollow">c</a><a href="/c">c</a>')
+    assert page.canonical == "https://example.com/blog/post" and page.noindex
+    assert [(link.url.rsplit("/", 1)[1], link.nofollow) for link in page.links] == [
+        ("a", True), ("b", False), ("c", False)]  # (c: one link to it may be followed)
+
+
+@pytest.mark.parametrize("meta", ['name="robots" content="nofollow"', 'name="robots" content="NONE"',
+                                  'name="crawler" content="noindex,nofollow"'])
+def test_a_robots_meta_nofollow_marks_every_link(meta: str) -> None:
+    page = run(f'<meta {meta}><meta http-equiv="refresh" content="0;url=/r"><a href="/a">a</a>')
+    assert [link.nofollow for link in page.links] == [True, True]
+
+
+def test_another_crawlers_meta_is_not_ours() -> None:
+    page = run('<meta name="googlebot" content="noindex, nofollow"><a href="/a">a</a>')
+    assert not page.noindex and page.links[0].nofollow is False

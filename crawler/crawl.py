@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from crawler import testhook
@@ -71,13 +71,13 @@ class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
                  stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None,
                  validators: Mapping[str, Mapping[str, str]] | None = None,
-                 robots_answers: RobotsAnswers = unshared):
+                 robots_answers: RobotsAnswers = unshared, seed_redirects: Sequence[tuple[str, str]] = ()):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
         self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
                                    obey_robots=not settings.ignore_robots)
-        guard = AddressGuard(scope.hosts, settings.allow_private)
+        self.guard = guard = AddressGuard(scope.hosts, settings.allow_private)
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
@@ -87,6 +87,8 @@ class Crawl:
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
                                    obey_nofollow=not settings.ignore_robots)
+        for seed, target in seed_redirects:  # (an earlier run's: their hosts are seed hosts again)
+            self._adopt(host_of(seed), target)
         self.batch = Batch()
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
         self.last_flush = self.last_renew = clock()
@@ -239,11 +241,21 @@ class Crawl:
     def _page_done(self, outcome: Outcome) -> None:
         host = host_of(outcome.job.url)
         self._finished(host, outcome.response)
+        if outcome.job.depth == 0 and outcome.response.redirect_left:
+            self._adopt(host, outcome.response.redirect_left)
         self.batch.fetched.append((outcome.job, self.scheduler.politeness.delay_of(host)))
         self._record(outcome)
         if outcome.followed:
             self.jobs.following.release(outcome.followed)
             self._unpark(outcome)
+
+    def _adopt(self, seed_host: str, target: str) -> None:
+        """A seed redirected to another host (http://python.org/ -> https://www.python.org/): that host
+        becomes a seed host, in scope and trusted like one (see AddressGuard.adopt), as wget and
+        Scrapy behave; otherwise the crawl would end at the redirect."""
+        host = host_of(target)
+        if host not in self.discovery.scope.hosts and self.guard.adopt(host, seed_host):
+            self.discovery.scope = self.jobs.scope = self.discovery.scope.with_host(host)
 
     def _unpark(self, outcome: Outcome) -> None:
         """Jobs parked behind this outcome's redirect chain: the one the chain ended on successfully is

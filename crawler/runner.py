@@ -176,7 +176,8 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     crawl: Crawl | None = None
     try:
         crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None,
-                      validators=validators, robots_answers=robots_answers)
+                      validators=validators, robots_answers=robots_answers,
+                      seed_redirects=store.seed_redirects(crawl_id))
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urljoin, urlsplit
 
 SCHEMES = {"http": "80", "https": "443"}  # scheme -> default port
@@ -160,6 +160,10 @@ class Scope:
         hosts = frozenset(host_of(normalize(seed)) for seed in seeds)
         domains = frozenset(h.removeprefix("www.") for h in hosts)
         return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude))
+
+    def with_host(self, host: str) -> Scope:
+        """This scope with `host` as one more seed host (where a seed's redirect landed)."""
+        return replace(self, hosts=self.hosts | {host}, domains=self.domains | {host.removeprefix("www.")})
 
     def allows(self, url: str) -> bool:
         """Whether a normalized URL is inside the scope and passes include/exclude (re.search)."""

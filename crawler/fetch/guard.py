@@ -38,6 +38,16 @@ class AddressGuard:
             return None
         return self._verdict(host)
 
+    def adopt(self, host: str, seed_host: str) -> bool:
+        """Trust `host`, where a seed's redirect landed, like a seed (the user meant it), unless that
+        would open private addresses a public seed could not reach: a seed on the internet redirecting
+        to 127.0.0.1 or 169.254.169.254 is refused. Whether it was adopted."""
+        host, seed_host = host.lower().strip("[]"), seed_host.lower().strip("[]")
+        if not (self.allow_private or self._verdict(host) is None or self._verdict(seed_host) is not None):
+            return False
+        self.trusted = self.trusted | {host}
+        return True
+
     def _verdict(self, host: str) -> str | None:
         with self._lock:
             if host in self._cache:

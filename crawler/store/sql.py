@@ -167,6 +167,14 @@ class Store:
         with self.engine.connect() as conn:
             return list(earlier_urls(conn, crawl_id))
 
+    def seed_redirects(self, crawl_id: int) -> list[tuple[str, str]]:
+        """(seed, target) of each seed (depth 0) the crawl stored as a redirect to another URL."""
+        p = pages.c
+        query = select(p.url, p.final_url).where(p.crawl_id == crawl_id, p.depth == 0, p.status >= 300,
+                                                 p.status < 400, p.final_url != p.url)
+        with self.engine.connect() as conn:
+            return [(url, final) for url, final in conn.execute(query)]
+
     def resume(self, crawl_id: int) -> None:
         """Mark the crawl running again."""
         self.write(lambda conn: self._set_status(conn, crawl_id, RUNNING, finished_at=None))

@@ -14,6 +14,7 @@ from servers import AdversarialServer, redirect, serve, static
 from sqlalchemy import text
 
 from crawler.crawl import Crawl
+from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import make_session
 from crawler.progress import Progress
 from crawler.settings import Limits, Settings
@@ -238,3 +239,26 @@ def test_nofollow_links_are_stored_not_followed_unless_robots_are_ignored(tmp_pa
             assert flagged == {server.url("/a"): 1, server.url("/meta"): 0, server.url("/b"): 1}
             assert stored["/"] == (server.url("/home"), 0) and stored["/meta"] == (None, 1)
             assert set(stored) == ({"/", "/meta"} if not extra else {"/", "/meta", "/a", "/b"})
+
+
+def test_a_seed_that_redirects_to_another_host_crawls_that_host(tmp_path: Path, engine: str) -> None:
+    """127.0.0.1 -> 127.0.0.2 (a moved site): the host the seed's redirect lands on is a seed host, in
+    scope and trusted like the seed; the seed's own host stays in scope, a third host stays out."""
+    with serve("127.0.0.2") as moved, serve() as old:
+        old.mount("/", redirect(moved.url("/")))
+        third = "http://127.0.0.3:9/"
+        moved.mount("/", static(f'<a href="/a">a</a><a href="{old.url("/o")}">o</a><a href="{third}">3</a>'.encode()))
+        old.mount("/o", static(b"<html>o</html>"))
+        moved.mount("/a", static(b"<html>a</html>"))
+        db = tmp_path / "crawl.db"
+        crawl(db, old.url("/"), "--engine", engine)
+        stored = {url for (url,) in rows(db, "SELECT url FROM pages WHERE error IS NULL")}
+    assert stored == {old.url("/"), moved.url("/"), moved.url("/a"), old.url("/o")}
+
+
+def test_only_a_private_seed_may_hand_its_trust_to_a_private_host() -> None:
+    guard = AddressGuard([], allow_private=False)
+    assert not guard.adopt("127.0.0.1", "public.invalid")  # the internet may not redirect us inward
+    assert guard.check("http://127.0.0.1/") is not None
+    assert guard.adopt("127.0.0.2", "127.0.0.1") and guard.check("http://127.0.0.2/") is None
+    assert guard.adopt("public.invalid", "127.0.0.1")

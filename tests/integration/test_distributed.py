@@ -192,7 +192,7 @@ def test_killed_postgresql_connections_are_waited_out(crawl: Crawl, site_of) -> 
         with crawl.engine.begin() as conn:
             killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                        "WHERE application_name = 'crawler_test'")).scalar_one()
-        assert killed >= 2  # (each worker holds a connection)
+        assert killed >= 1
     assert crawl.wait_all() == [0, 0], [job.stderr for job in crawl.jobs]
     crawl.assert_stored_once(site, 300)
     assert not any("Traceback" in job.stderr for job in crawl.jobs)

@@ -3,7 +3,10 @@
 A query may read, never write. Three fences, any one of which refuses a write:
 1. the statement must start with a reading keyword (SELECT, WITH, VALUES, EXPLAIN, PRAGMA, TABLE, SHOW);
 2. SQLite: the file is opened read-only (`mode=ro`) and an authorizer allows only reads, functions,
-   recursive CTEs and introspection PRAGMAs; PostgreSQL: a READ ONLY transaction, rolled back;
+   recursive CTEs and introspection PRAGMAs; PostgreSQL: a READ ONLY transaction, rolled back, and,
+   when the connection is a superuser's (who may read server files, signal backends...), the role
+   pg_read_all_data for the query (PostgreSQL 14+; older servers refuse a superuser); functions that
+   reach outside the database or change the role (OUTSIDE) are refused by name before it runs;
 3. one statement only (sqlite3 refuses more; on PostgreSQL the query is a prepared statement, which
    cannot hold two), so `SELECT 1; DELETE ...` never reaches the DELETE.
 Every failure is a QueryError with a one-line message.
@@ -54,6 +57,15 @@ ACTIONS = {  # authorizer action code -> what the message calls it
 }  # fmt: skip
 WRITING = {"INSERT", "REPLACE", "UPDATE", "DELETE", "MERGE", "UPSERT", "CREATE", "DROP", "ALTER", "TRUNCATE",
            "ATTACH", "DETACH", "VACUUM", "REINDEX", "ANALYZE", "COPY", "GRANT", "REVOKE"}  # fmt: skip
+# PostgreSQL functions a query may not name (anywhere, strings included: query_to_xml runs a string),
+# nor may it write an identifier in Unicode escapes (U&"...") that could spell one.
+OUTSIDE = re.compile(
+    r"\b(set_config|pg_read_\w*file|pg_ls_\w+|pg_stat_file|pg_file_\w+|lo_\w+|dblink\w*|\w*_to_xml\w*"
+    r"|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_promote|pg_logical_\w+"
+    r"|pg_replication_\w+|pg_create_\w+|pg_drop_\w+|pg_switch_wal|pg_backup_\w+|pg_notify|pg_advisory_\w+"
+    r"|pg_import_system_collations)\b|\bu&[\"']",
+    re.IGNORECASE,
+)
 MAX_CELL = 60  # characters shown per cell in table format
 MAX_TABLE_ROWS = 1000  # rows the table format shows (it aligns them, so it holds them); csv/json/jsonl: all
 PROGRESS_OPS = 10_000  # SQLite VM steps between two calls of the progress handler
@@ -176,10 +188,13 @@ def postgres_readonly(url: URL, sql: str) -> Iterator[tuple[list[str], Iterator[
     its rows through a server-side cursor, FETCH_ROWS at a time."""
     import psycopg  # the PostgreSQL driver is an optional dependency
 
+    if found := OUTSIDE.search(sql):
+        raise QueryError(f"refused: {found.group(0).lower()} reaches outside the crawl's tables")
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            reader_only(conn)
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             rows = postgres_rows(psycopg, cursor.stream(sql))
             try:
@@ -192,6 +207,17 @@ def postgres_readonly(url: URL, sql: str) -> Iterator[tuple[list[str], Iterator[
         raise QueryError(f"cannot connect to {url.render_as_string()}: {first_line(e)}") from None
     finally:
         engine.dispose()
+
+
+def reader_only(conn: Connection) -> None:
+    """A superuser's connection reads as pg_read_all_data for this transaction (it may read every
+    table, and nothing outside them); without that role (PostgreSQL < 14) it is refused."""
+    if not conn.exec_driver_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar():
+        return
+    if conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'pg_read_all_data'").scalar() is None:
+        raise QueryError("refused: connected as a superuser to PostgreSQL < 14; connect as a role that "
+                         "may only read the crawl's tables")
+    conn.exec_driver_sql("SET LOCAL ROLE pg_read_all_data")
 
 
 def postgres_rows(psycopg: Any, stream: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:

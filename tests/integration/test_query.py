@@ -229,3 +229,27 @@ def test_postgres_explain_analyze_of_a_write_is_refused(pg_db: str) -> None:
     with pytest.raises(QueryError, match=r"^refused: the query writes \(SELECT FOR UPDATE\)$"):
         run_readonly(pg_db, "SELECT * FROM pages FOR UPDATE")
     assert page_count(pg_db) == 3
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT pg_catalog.PG_READ_BINARY_FILE('/etc/hostname')",
+    "SELECT * FROM pg_ls_dir('.')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT set_config('role', 'postgres', true), count(*) FROM pages",
+    "SELECT query_to_xml('select pg_read' || '_file(''/etc/passwd'')', true, true, '')",
+    "SELECT pg_terminate_backend(1)",
+    'SELECT U&"\\0070g_read_file"(\'/etc/passwd\')',
+])
+def test_postgres_functions_that_reach_outside_are_refused(pg_db: str, sql: str) -> None:
+    fill(pg_db)
+    with pytest.raises(QueryError, match="^refused: "):
+        run_readonly(pg_db, sql)
+
+
+def test_a_superuser_reads_as_pg_read_all_data(pg_db: str) -> None:
+    """The fence does not rest on the name list alone: the query runs without the superuser's powers."""
+    fill(pg_db)
+    assert run_readonly(pg_db, "SELECT current_user, count(*) FROM pages")[1] == [("pg_read_all_data", 3)]
+    with pytest.raises(QueryError, match="must be superuser"):
+        run_readonly(pg_db, "SELECT current_setting('data_directory')")

@@ -31,6 +31,7 @@ from crawler.store.query import (
     write_rows,
 )
 from crawler.store.stats import format_stats, stats
+from crawler.terminal import safe, safe_lines
 
 DEFAULTS, LIMITS = Settings(), Limits()
 DB_OPTION = click.option("--db", envvar="CRAWL_DB", default=DEFAULTS.db, show_default=True,
@@ -53,7 +54,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except tuple(USER_ERRORS) as exc:
-            click.echo(f"crawl: {exc}", err=True)
+            click.echo(f"crawl: {safe(str(exc))}", err=True)
             sys.exit(next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind)))
         except KeyboardInterrupt:  # Ctrl-C in a reading command (a crawl handles its signals itself)
             click.echo("crawl: interrupted", err=True)
@@ -154,7 +155,7 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
     if seeds:
         urls, warnings = read_seeds(seeds)
         for warning in warnings:
-            click.echo(f"crawl: {warning}", err=True)
+            click.echo(f"crawl: {safe(warning)}", err=True)
         result = runner.start(settings_from(params), urls)
     elif params["frontier"]:
         result = runner.work(params["db"], params["frontier"], None, given_on_command_line(ctx))
@@ -233,7 +234,7 @@ def sql_command(query: str, db: str, fmt: str) -> None:
 @one_line_errors
 def stats_command(db: str, crawl_id: int | None) -> None:
     """Pages, statuses, errors, hosts and speed of the latest crawl (or of --crawl ID)."""
-    click.echo(format_stats(stats(db, crawl_id)))
+    click.echo(safe_lines(format_stats(stats(db, crawl_id))))
 
 
 @cli.command("crawls")
@@ -323,6 +324,6 @@ def bench_command(pages: int, engine: str, concurrency: int, parse_workers: int)
     try:
         result = bench.run(pages, engine, concurrency, parse_workers)
     except RuntimeError as exc:
-        click.echo(f"crawl: {exc}", err=True)
+        click.echo(f"crawl: {safe(str(exc))}", err=True)
         sys.exit(1)
     click.echo(result.report())

@@ -127,3 +127,25 @@ def test_unreachable_seed_is_an_error_row_and_exit_0(db: Path) -> None:
 
 def test_bad_regex_is_one_line(db: Path) -> None:
     assert_one_line_error(run_cli("http://127.0.0.1:9/", "--db", str(db), "--include", "("), 2, "crawl: ")
+
+
+def test_control_characters_from_pages_never_reach_the_terminal(crawled: Path, tmp_path: Path) -> None:
+    """A title with an ANSI escape and a bidi override: escaped in the table format and in messages,
+    kept exactly in csv / json (data)."""
+    db = tmp_path / "hostile.db"
+    db.write_bytes(crawled.read_bytes())
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202eevil"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE pages SET title = ? WHERE id = (SELECT min(id) FROM pages)", (hostile,))
+    query = "SELECT title FROM pages WHERE title LIKE '%evil%'"
+    table = run_cli("sql", query, "--db", str(db))
+    assert table.returncode == 0 and "\x1b" not in table.stdout and "\u202e" not in table.stdout
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\u202eevil" in table.stdout
+    data = run_cli("sql", query, "--db", str(db), "--format", "json")
+    assert json.loads(data.stdout) == [{"title": hostile}]
+    error = run_cli("sql", "SELECT nosuchcolumn\x1b[2J FROM pages", "--db", str(db))
+    assert error.returncode == 2 and "\x1b" not in error.stderr and "\\x1b" in error.stderr
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("not a url \x1b[31m\n")
+    bad = run_cli(str(seeds), "--db", str(tmp_path / "x.db"))
+    assert bad.returncode == 2 and "\x1b" not in bad.stderr

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from crawler.export import WRITERS, page_rows, plain
 from crawler.store.db import StoreError, database_url, first_line, make_engine
 from crawler.store.schema import UtcDateTime, crawls, pages, runs
+from crawler.terminal import safe
 
 T = TypeVar("T")
 
@@ -332,7 +333,7 @@ def write_rows(out: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]
 def cell(value: Any) -> str:
     if value is None:
         return ""
-    text = " ".join(str(plain(value)).split()) if isinstance(value, str) else str(plain(value))
+    text = safe(" ".join(str(plain(value)).split()) if isinstance(value, str) else str(plain(value)))
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 

@@ -63,13 +63,27 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(cls=DefaultGroup, default="crawl", default_if_no_args=True)
+class CrawlGroup(DefaultGroup):
+    """The command group whose `--help` also lists the options of its default command, `crawl`."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        command = self.commands[self.default_cmd_name]
+        with click.Context(command, info_name=ctx.info_name, parent=None) as sub:
+            records = [r for p in command.get_params(sub) if isinstance(p, click.Option)
+                       and (r := p.get_help_record(sub)) is not None]
+        with formatter.section("Options of `crawl [SEEDS]`"):
+            formatter.write_dl(records)
+
+
+@click.group(cls=CrawlGroup, default="crawl", default_if_no_args=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crawl")
 def cli() -> None:
     """A web crawler that keeps every page in a SQL database.
 
     \b
-    crawl [OPTIONS] SEEDS...   crawl (the default command: `crawl crawl --help` lists its options)
+    crawl [OPTIONS] SEEDS...   crawl (the default command; its options are listed below)
     crawl [OPTIONS]            resume the latest unfinished crawl in --db
     crawl sql QUERY            ask the pages questions in SQL (read-only)
     crawl stats                a summary of the latest crawl
@@ -151,7 +165,10 @@ def given_on_command_line(ctx: click.Context) -> dict[str, Any]:
 @click.pass_context
 @one_line_errors
 def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> None:
-    """Crawl SEEDS (URLs, or files of URLs); with no SEEDS, resume the latest unfinished crawl."""
+    """Crawl SEEDS (URLs, or files of URLs, `-` for stdin); with no SEEDS, resume the latest unfinished crawl."""
+    if not seeds and first_use(ctx):
+        click.echo(ctx.parent.get_help() if ctx.parent else ctx.get_help())
+        sys.exit(2)
     if seeds:
         urls, warnings = read_seeds(seeds)
         for warning in warnings:
@@ -162,6 +179,12 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
     else:
         result = runner.resume(params["db"], given_on_command_line(ctx))
     report(result, params)
+
+
+def first_use(ctx: click.Context) -> bool:
+    """`crawl` alone where there is no crawl.db yet: the user wants to know how to start, not a resume."""
+    default_db = ctx.get_parameter_source("db") == ParameterSource.DEFAULT
+    return default_db and not given_on_command_line(ctx) and not os.path.exists(DEFAULTS.db.removeprefix("sqlite:///"))
 
 
 @cli.command("worker")

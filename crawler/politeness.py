@@ -34,11 +34,11 @@ class Politeness:
     def __init__(self, per_host: int, delay: float, max_delay: float = 60.0) -> None:
         if per_host < 1:
             raise ValueError(f"per_host must be at least 1, got {per_host}")
-        if not (0.0 <= delay <= max_delay):
-            raise ValueError(f"need 0 <= delay <= max_delay, got delay={delay}, max_delay={max_delay}")
+        if not (0.0 <= delay < math.inf):
+            raise ValueError(f"delay must be a number of seconds, at least 0, got {delay}")
         self.per_host = per_host
         self.delay = delay
-        self.max_delay = max_delay
+        self.max_delay = max(max_delay, delay)  # the cap on backoff; a user's own delay may be longer
         self._slots: dict[str, _Slot] = {}
         self._busy: set[str] = set()
 

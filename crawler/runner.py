@@ -27,7 +27,7 @@ from crawler.store.db import StoreError, without_password
 from crawler.store.schema import INTERRUPTED
 from crawler.store.sql import Store, open_store
 from crawler.urls import Scope, host_of
-from crawler.warc import open_recorder
+from crawler.warc import check_path, open_recorder
 
 
 class NothingToResume(Exception):
@@ -159,6 +159,10 @@ def refuse_if_busy(store: Store, crawl_id: int) -> None:
 
 
 def scope_of(settings: Settings, seeds: list[str]) -> Scope:
+    """The crawl's scope, once its settings are known to be runnable (ValueError, one line, if not):
+    every caller does this before it writes anything."""
+    settings.check()
+    check_path(settings.warc)
     return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 MiB = 1024 * 1024
+MAX_THREADS = 1024  # the threads engine's pool: beyond this, use gevent
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ class Settings:
     frontier: str | None = None  # a Redis URL: the frontier many `crawl worker` processes share
     frontier_key: str = ""  # the crawl's key prefix in that Redis (random, set when the crawl starts)
     lease: float = 60.0  # seconds a claim from a shared frontier lasts unrenewed
+
+    def check(self) -> None:
+        """Raise ValueError, one line, for values no crawl can run with: called before anything is
+        written, for a new crawl and for a resumed one's settings with the command line's overrides."""
+        if self.engine == "threads" and self.limits.concurrency > MAX_THREADS:
+            raise ValueError(f"--concurrency {self.limits.concurrency} is more threads than the threads engine "
+                             f"runs (at most {MAX_THREADS}); use --engine gevent for more")
+        for url in self.sitemap:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--sitemap {url!r}: not an http(s) URL")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

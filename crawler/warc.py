@@ -161,5 +161,16 @@ class Recorder:
             self._close_file()
 
 
+def check_path(path: str | None) -> None:
+    """Raise ValueError when WARC files cannot be created at `path` (checked before the crawl starts)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--warc {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--warc {path}: cannot write to directory {folder}")
+
+
 def open_recorder(path: str | None, max_size: int, ignore_robots: bool) -> Recorder | None:
     return Recorder(path, max_size, "ignore" if ignore_robots else "obey") if path else None

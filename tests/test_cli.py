@@ -149,3 +149,67 @@ def test_control_characters_from_pages_never_reach_the_terminal(crawled: Path, t
     seeds.write_text("not a url \x1b[31m\n")
     bad = run_cli(str(seeds), "--db", str(tmp_path / "x.db"))
     assert bad.returncode == 2 and "\x1b" not in bad.stderr
+
+
+def test_crawl_alone_where_there_is_no_database_prints_usage_and_creates_nothing(tmp_path: Path) -> None:
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2 and "Usage: crawl" in result.stdout and "--max-depth" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dash_h_is_help_and_the_group_help_lists_the_crawl_options() -> None:
+    for command in ([], ["sql"]):
+        short, long = run_cli(*command, "-h"), run_cli(*command, "--help")
+        assert short.returncode == 0 and short.stdout == long.stdout
+    assert "--max-pages" in run_cli("--help").stdout
+
+
+def test_a_host_without_scheme_is_told_what_to_type(tmp_path: Path) -> None:
+    result = run_cli("example.com", cwd=tmp_path)
+    assert_one_line_error(result, 2, "give its URL: https://example.com/")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seeds_from_stdin(site_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    site = site_factory("--pages", "3")
+    db = tmp_path / "stdin.db"
+    result = run_cli("-", "--db", str(db), "--max-depth", "0", "-q", input=f"# from a pipe\n{site.url}\n")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT url, status FROM pages").fetchall() == [(site.url, 200)]
+
+
+@pytest.mark.parametrize(("options", "needle"), [
+    (["--warc", "/no/such/dir/x.warc.gz"], "no such directory /no/such/dir"),
+    (["--sitemap", "not-a-url"], "--sitemap 'not-a-url': not an http(s) URL"),
+    (["--engine", "threads", "--concurrency", "5000"], "at most 1024"),
+    (["--include", "("], "invalid regular expression"),
+])
+def test_bad_options_are_refused_before_anything_is_written(
+    tmp_path: Path, options: list[str], needle: str
+) -> None:
+    result = run_cli("http://127.0.0.1:9/", "--db", str(tmp_path / "x.db"), *options)
+    assert_one_line_error(result, 2, needle)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_overrides_on_resume_are_refused_and_the_crawl_stays_resumable(
+    site_factory, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    site = site_factory("--pages", "5")
+    db = tmp_path / "r.db"
+    first = run_cli(site.url, "--db", str(db), "--max-pages", "1", "-q")
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT count(*) FROM runs").fetchone()
+        conn.execute("UPDATE crawls SET status = 'interrupted'")
+    assert_one_line_error(run_cli("--db", str(db), "--warc", str(tmp_path / "no" / "x.warc.gz")), 2, "--warc")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == before
+
+
+def test_a_delay_over_a_minute_is_allowed(site_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    site = site_factory("--pages", "3")
+    result = run_cli(site.url, "--db", str(tmp_path / "d.db"), "--delay", "90", "--max-depth", "0", "--ignore-robots", "-q")
+    assert result.returncode == 0, result.stderr

@@ -185,8 +185,15 @@ def test_slots_with_state_are_kept() -> None:
 
 @pytest.mark.parametrize(
     ("per_host", "delay", "max_delay"),
-    [(0, 0.0, 60.0), (1, -1.0, 60.0), (1, 61.0, 60.0), (1, math.nan, 60.0)],
+    [(0, 0.0, 60.0), (1, -1.0, 60.0), (1, math.inf, 60.0), (1, math.nan, 60.0)],
 )
 def test_constructor_rejects_bad_values(per_host: int, delay: float, max_delay: float) -> None:
     with pytest.raises(ValueError):
         Politeness(per_host, delay, max_delay)
+
+
+def test_a_delay_longer_than_the_backoff_cap_is_kept() -> None:
+    politeness = Politeness(per_host=1, delay=90.0, max_delay=60.0)
+    politeness.started("h", now=0.0)
+    politeness.finished("h", now=1.0, status=200)
+    assert politeness.wait_time("h", now=1.0) == 89.0

@@ -37,3 +37,20 @@ def test_missing_file_and_nothing_valid(tmp_path: Path) -> None:
 def test_the_shipped_python_seed_list_parses() -> None:
     urls, warnings = read_seeds([str(Path(__file__).parents[2] / "seeds" / "python.txt")])
     assert len(urls) == 13 and not warnings
+
+
+def test_a_bom_is_not_part_of_the_first_url_and_bad_bytes_cost_one_line(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_bytes(b"\xef\xbb\xbfhttp://a.example/\nhttp://b.example/caf\xe9\nhttp://c.example/\r\n")
+    urls, warnings = read_seeds([str(seeds)])
+    assert urls == ["http://a.example/", "http://c.example/"]
+    assert warnings == [f"{seeds}:2: not UTF-8 (byte 0xe9 at column 21), skipped"]
+
+
+def test_a_host_without_a_scheme_is_told_to_add_one(tmp_path: Path) -> None:
+    with pytest.raises(SeedError) as host:
+        read_seeds(["example.com"])
+    assert str(host.value) == "no such seeds file: example.com; for a site, give its URL: https://example.com/"
+    with pytest.raises(SeedError) as file:
+        read_seeds([str(tmp_path / "seeds.txt")])
+    assert str(file.value) == f"no such seeds file: {tmp_path / 'seeds.txt'}"

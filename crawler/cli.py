@@ -41,6 +41,9 @@ LEASE_OPTION = click.option("--lease", type=click.FloatRange(3), default=DEFAULT
                             help="Seconds a claim from the shared frontier lasts unrenewed.")
 CRAWL_OPTION = click.option("--crawl", "crawl_id", type=click.IntRange(1), default=None,
                             help="The crawl's id (see `crawl crawls`). [default: the latest]")
+QUIET_OPTION = click.option("--quiet", "-q", is_flag=True,
+                            help="No progress display and no summary line (warnings and errors still show). "
+                                 "This run only: a resume is not quiet unless told.")
 USER_ERRORS: dict[type[Exception], int] = {
     SeedError: 2, runner.NothingToResume: 2, distributed.FrontierUnreachable: 1, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
 }
@@ -126,12 +129,14 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Body cap after decompression."),
         click.option("--parse-timeout", type=click.FloatRange(0.1), default=LIMITS.parse_timeout,
                      show_default=True, help="Seconds one page's extraction may take."),
-        click.option("--ignore-robots", is_flag=True, help="Don't fetch or obey robots.txt."),
-        click.option("--allow-private", is_flag=True,
+        click.option("--ignore-robots/--obey-robots", default=False, show_default=True,
+                     help="Don't fetch or obey robots.txt (nor robots meta and nofollow)."),
+        click.option("--allow-private/--no-allow-private", default=False, show_default=True,
                      help="Follow links to private, loopback and link-local addresses."),
         click.option("--sitemap", multiple=True, metavar="URL", help="Also read this sitemap (repeatable)."),
-        click.option("--no-sitemaps", is_flag=True, help="Don't follow the Sitemap: lines of robots.txt."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line."),
+        click.option("--no-sitemaps/--sitemaps", default=False, show_default=True,
+                     help="Don't follow the Sitemap: lines of robots.txt."),
+        QUIET_OPTION,
         click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
                      help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
         click.option("--frontier", envvar="CRAWL_FRONTIER", default=None, metavar="redis://HOST:PORT/N",
@@ -155,7 +160,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
 def given_on_command_line(ctx: click.Context) -> dict[str, Any]:
     """Options the user typed (or set in the environment): these override a resumed crawl's settings."""
     typed = {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT}
-    values = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in typed}
+    values = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in typed or k == "quiet"}
     return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if k != "db"}
 
 
@@ -199,7 +204,7 @@ def first_use(ctx: click.Context) -> bool:
 @click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
               show_default="CPU count", help="Extraction processes (0: extract in the fetchers).")
 @LEASE_OPTION
-@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary line.")
+@QUIET_OPTION
 @click.pass_context
 @one_line_errors
 def worker_command(ctx: click.Context, frontier: str, db: str, crawl_id: int | None, **params: Any) -> None:

@@ -213,3 +213,19 @@ def test_a_delay_over_a_minute_is_allowed(site_factory, tmp_path: Path) -> None:
     site = site_factory("--pages", "3")
     result = run_cli(site.url, "--db", str(tmp_path / "d.db"), "--delay", "90", "--max-depth", "0", "--ignore-robots", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_resume_can_turn_a_flag_off(site_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    site = site_factory("--pages", "6")
+    db = tmp_path / "flags.db"
+    first = run_cli(site.url, "--db", str(db), "--max-pages", "1", "--ignore-robots", "-q")
+    assert first.returncode == 0, first.stderr
+    hits = lambda: json.loads(urllib.request.urlopen(site.url + "_hits").read()).get("/robots.txt", 0)  # noqa: E731
+    assert hits() == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE crawls SET status = 'interrupted'")
+    again = run_cli("--db", str(db), "--obey-robots", "--max-pages", "3", "-q")
+    assert again.returncode == 0, again.stderr
+    assert hits() == 1

@@ -59,8 +59,8 @@ def patch_gevent() -> bool:
 
 
 def stop_before_start(signum: int, frame: object) -> None:
-    """SIGINT/SIGTERM while `crawl` is still importing (a second or more): nothing is written yet, so it
-    ends at once with 130/143 and no traceback. crawler.stop takes over when the crawl starts."""
+    """SIGINT/SIGTERM/SIGHUP while `crawl` is still importing (a second or more): nothing is written yet, so
+    it ends at once with 130/143/129 and no traceback. crawler.stop takes over when the crawl starts."""
     os.write(2, b"crawl: stopped\n")
     os._exit(128 + signum)
 
@@ -68,7 +68,7 @@ def stop_before_start(signum: int, frame: object) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     if not (argv and argv[0] in ("sql", "stats", "crawls", "export", "bench")):  # those keep Python's KeyboardInterrupt
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, stop_before_start)
     if wants_gevent(argv) and not patch_gevent():
         print(NO_GEVENT_NOTICE, file=sys.stderr)

@@ -106,7 +106,7 @@ class Crawl:
 
     @property
     def stop_signal(self) -> int | None:
-        """The signal that stopped the crawl (SIGINT or SIGTERM), if one did."""
+        """The signal that stopped the crawl (SIGINT, SIGTERM or SIGHUP), if one did."""
         return self.stop.signum
 
     # -- the loop -------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ class Result:
 
     @property
     def exit_code(self) -> int:
-        """0, or 130 / 143 for a crawl a SIGINT / SIGTERM interrupted."""
+        """0, or 130 / 143 / 129 for a crawl a SIGINT / SIGTERM / SIGHUP interrupted."""
         return EXIT_FOR_SIGNAL.get(self.stop_signal or signal.SIGINT, 130) if self.status == INTERRUPTED else 0
 
     def summary(self) -> str:

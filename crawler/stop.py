@@ -1,8 +1,8 @@
-"""Stop: how SIGINT (Ctrl-C) and SIGTERM end a crawl, at any moment, leaving a database to resume from.
+"""Stop: how SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal, a dropped ssh) end a crawl, at any moment, leaving a database to resume from.
 
 - The first signal only sets `Stop.signum`, a flag the crawl loop reads: it stops claiming, lets
   in-flight requests finish for a few seconds, saves what arrived, and the crawl ends `interrupted`
-  (exit 130, or 143 for SIGTERM). A signal never lands between two halves of a record.
+  (exit 130, or 143 for SIGTERM, 129 for SIGHUP). A signal never lands between two halves of a record.
 - The second raises HardStop, to stop at once: no waiting for requests, no last save (what was fetched
   and not saved is fetched again on resume). It also arms a watchdog that ends the process if the
   cleanup hangs. A third signal, or one after the crawl has closed, ends the process on the spot.
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-EXIT_FOR_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_FOR_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 HARD_STOP_SECONDS = 2.0  # after the second signal, the process ends this soon even if cleanup hangs
 STOPPING = b"crawl: stopping (Ctrl-C again to stop at once)\n"
 

@@ -2,8 +2,8 @@
 and each task bounded in time inside its process.
 
 Ctrl-C in a terminal goes to the whole foreground process group, and a service manager may SIGTERM the
-whole group too: the extraction processes are the crawl's to stop, so they are born with SIGINT and
-SIGTERM blocked (also while they are still starting up: no tracebacks), keep extracting while the crawl
+whole group too: the extraction processes are the crawl's to stop, so they are born with SIGINT,
+SIGTERM and SIGHUP blocked (also while they are still starting up: no tracebacks), keep extracting while the crawl
 winds down, and are SIGKILLed by the crawl when it closes, or at its exit, or by the kernel if the crawl
 dies (PR_SET_PDEATHSIG, see die_with_parent).
 
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 STOP_SECONDS = 2.0  # bound on each step of stopping the pool
 PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # the crawl's to handle, not its children's
 
 
 class TooSlow(Exception):
@@ -104,9 +105,10 @@ def start_extraction(workers: int) -> Pool | None:
     """The extraction pool (None for 0 workers), stopped by `stop_pool` at the latest at exit."""
     if workers <= 0:
         return None
-    resource_tracker.ensure_running()  # starting it unblocks both signals: do it before blocking them
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:  # the tracker ignores SIGINT and SIGTERM itself; a closed terminal's SIGHUP must not kill it either
+        resource_tracker.ensure_running()  # starting it unblocks SIGINT/SIGTERM: do it before blocking them
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pool = start_pool(workers)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

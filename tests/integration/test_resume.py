@@ -117,7 +117,7 @@ def kill(job: Job, db: Path, ready: Callable[[], bool], group: bool) -> None:
     assert_consistent(db)
 
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def interrupt(job: Job, db: Path, ready: Callable[[], bool], signum: int, group: bool) -> float:
@@ -133,6 +133,7 @@ def interrupt(job: Job, db: Path, ready: Callable[[], bool], signum: int, group:
     assert (code, seconds < STOP_SECONDS) == (EXIT_CODES[signum], True), (seconds, job.stderr)
     assert "stopping" in job.stderr and noticed < NOTICE_SECONDS  # the handler ran at once, gevent too
     assert "to resume" in job.stderr and "Traceback" not in job.stderr, job.stderr
+    assert "resource_tracker" not in job.stderr, job.stderr
     assert query(db, "SELECT status FROM crawls") == [("interrupted",)]
     assert_gone(descendants)
     assert_consistent(db)
@@ -178,11 +179,12 @@ STOPS = [  # (engine, pages the run stores before the signal, the signal, to the
     ("threads", 90, signal.SIGINT, True),
     ("gevent", 90, signal.SIGTERM, False),  # `kill PID`
     ("threads", 60, signal.SIGTERM, True),  # a service manager stopping the whole group
+    ("gevent", 60, signal.SIGHUP, True),  # the terminal closed, or the ssh connection dropped
 ]
 
 
 def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(site: Site, tmp_path: Path) -> None:
-    """SIGINT and SIGTERM, to the crawl process or its group, on both engines: each stops within seconds
+    """SIGINT, SIGTERM and SIGHUP, to the crawl process or its group, on both engines: each stops within seconds
     with its exit code and the resume hint; in-flight requests finish, so nothing is fetched twice."""
     db, requests = tmp_path / "crawl.db", Requests(site)
     for i, (engine, more, signum, group) in enumerate(STOPS):

@@ -189,7 +189,8 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
 def first_use(ctx: click.Context) -> bool:
     """`crawl` alone where there is no crawl.db yet: the user wants to know how to start, not a resume."""
     default_db = ctx.get_parameter_source("db") == ParameterSource.DEFAULT
-    return default_db and not given_on_command_line(ctx) and not os.path.exists(DEFAULTS.db.removeprefix("sqlite:///"))
+    typed = set(given_on_command_line(ctx)) - {"quiet"}
+    return default_db and not typed and not os.path.exists(DEFAULTS.db.removeprefix("sqlite:///"))
 
 
 @cli.command("worker")

@@ -222,7 +222,7 @@ def test_a_resume_can_turn_a_flag_off(site_factory, tmp_path: Path) -> None:  # 
     db = tmp_path / "flags.db"
     first = run_cli(site.url, "--db", str(db), "--max-pages", "1", "--ignore-robots", "-q")
     assert first.returncode == 0, first.stderr
-    hits = lambda: json.loads(urllib.request.urlopen(site.url + "_hits").read()).get("/robots.txt", 0)  # noqa: E731
+    hits = lambda: json.loads(urllib.request.urlopen(site.url + "_hits").read()).get("/robots.txt", 0)
     assert hits() == 0
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE crawls SET status = 'interrupted'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -58,6 +59,18 @@ class Result:
                 f"in {self.seconds:.1f} s ({rate:.1f} pages/s)")
 
 
+def opened(db: str, stop: Stop, create: bool = True) -> Store:
+    """The store at `db`, whose writes stop waiting for a lock once `stop` is requested. A stop while
+    it opens (a Ctrl-C while another process holds the lock) ends the process with the signal's code."""
+    try:
+        return open_store(db, create=create, give_up=stop.requested)
+    except StoreError:
+        if not stop.requested():
+            raise
+        print("crawl: stopped while waiting for the database; nothing was written", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
+
+
 def start(settings: Settings, seeds: list[str]) -> Result:
     """A new crawl of `seeds` (normalized URLs) into settings.db; with settings.frontier, a crawl shared
     with the `crawl worker` processes that join it (this process is its first worker).
@@ -69,7 +82,7 @@ def start(settings: Settings, seeds: list[str]) -> Result:
     if settings.frontier:
         distributed.connect(settings.frontier)  # unreachable: one line, before anything is written
     with Stop().installed(exiting=True) as stop:
-        store = open_store(settings.db).impatient(stop.requested)
+        store = opened(settings.db, stop)
         try:
             if settings.frontier:
                 settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
@@ -83,7 +96,7 @@ def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, obje
     """Join crawl `crawl_id` (default: the latest running one) as one more worker, with its saved settings;
     `overrides` are this process's own options (engine, concurrency, parse workers, lease, quiet)."""
     with Stop().installed(exiting=True) as stop:
-        store = open_store(db, create=False).impatient(stop.requested)
+        store = opened(db, stop, create=False)
         try:
             crawl_id, seeds, settings_json = store.running_crawl(crawl_id)
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db, "frontier": frontier})
@@ -102,7 +115,7 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
     a live process still works on is not touched (CrawlBusy): its claims are that process's.
     """
     with Stop().installed(exiting=True) as stop:
-        store = open_store(db).impatient(stop.requested)
+        store = opened(db, stop)
         try:
             latest = store.latest_unfinished()
             if latest is None:
@@ -123,7 +136,7 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Resu
     that fetches every URL that crawl stored with its validators; a 304 keeps the earlier row's fields.
     Interrupted, it resumes like any crawl (`crawl` without seeds)."""
     with Stop().installed(exiting=True) as stop:
-        store = open_store(db).impatient(stop.requested)
+        store = opened(db, stop)
         try:
             previous, seeds, settings_json, _ = store.crawl(crawl_id)
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})

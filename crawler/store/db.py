@@ -34,6 +34,7 @@ MIGRATIONS = next(p for p in (HERE.parent / "migrations", HERE.parent.parent / "
 BUSY_TIMEOUT = 1.0  # seconds SQLite itself waits for a lock; longer waits are run_write's retries, which
 # sleep in Python: signals are handled and (under gevent) the other greenlets keep running meanwhile
 LOCK_WAIT = 300.0  # seconds in total a write keeps retrying a locked database
+TELL_LOCK_AFTER = 2.0  # seconds of waiting for a lock after which the user is told what the crawl waits for
 WRITE = "crawler_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 LOCK_WAIT_OPTION = "crawler_lock_wait"
 GIVE_UP_OPTION = "crawler_give_up"  # a callable: when true, a write stops waiting for a lock
@@ -78,7 +79,7 @@ def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
     the caller waits: a crawl stops claiming until its writes go through."""
     options = engine.get_execution_options()
     lock_wait, give_up = options.get(LOCK_WAIT_OPTION, LOCK_WAIT), options.get(GIVE_UP_OPTION)
-    began, delay, told = time.monotonic(), 0.05, False
+    began, delay, told, told_lock = time.monotonic(), 0.05, False, False
     writer = engine.execution_options(**{WRITE: True})
     while True:
         try:
@@ -99,6 +100,10 @@ def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
             if lost and not told:
                 print(f"crawl: database unreachable ({first_line(e)}); retrying", file=sys.stderr)
                 told = True
+            if not lost and not told_lock and waited >= TELL_LOCK_AFTER:
+                print(f"crawl: waiting for the database lock (another process is writing to {shown(engine.url)})",
+                      file=sys.stderr)
+                told_lock = True
         time.sleep(delay)
         delay = min(delay * 2, 1.0 if delay < 1.0 else 2.0)
 

@@ -44,18 +44,26 @@ STALE = 60.0  # a run on another machine whose heartbeat is older than this is t
 
 
 def open_store(
-    db: str, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT, lock_wait: float = LOCK_WAIT
+    db: str,
+    *,
+    create: bool = True,
+    busy_timeout: float = BUSY_TIMEOUT,
+    lock_wait: float = LOCK_WAIT,
+    give_up: Callable[[], bool] | None = None,
 ) -> Store:
-    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible."""
+    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible.
+    Every write, the migration's included, stops waiting for a locked database once `give_up()` (a
+    crawl stopping)."""
     engine = make_engine(db, create=create, busy_timeout=busy_timeout)
+    store = Store(engine, lock_wait, give_up)
     try:
         with engine.connect():  # a server that is not there fails here, at once (writes retry later)
             pass
-        upgrade(engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait}))
+        upgrade(store.engine)
     except (StoreError, SQLAlchemyError, CommandError, OSError) as e:
         engine.dispose()
         raise StoreError(f"cannot open {shown(engine.url)}: {reason(e)}") from e
-    return Store(engine, lock_wait)
+    return store
 
 
 def now() -> dt.datetime:
@@ -94,7 +102,7 @@ class Store:
     def __init__(
         self, engine: Engine, lock_wait: float = LOCK_WAIT, give_up: Callable[[], bool] | None = None
     ) -> None:
-        self._base, self._lock_wait = engine, lock_wait
+        self._base = engine
         self.engine = engine.execution_options(**{LOCK_WAIT_OPTION: lock_wait, GIVE_UP_OPTION: give_up})
 
     def __enter__(self) -> Self:
@@ -108,10 +116,6 @@ class Store:
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         return run_write(self.engine, fn)
-
-    def impatient(self, give_up: Callable[[], bool]) -> Store:
-        """This store, waiting no longer for a locked database once `give_up()` (a crawl stopping)."""
-        return Store(self._base, self._lock_wait, give_up)
 
     def frontier(self, crawl_id: int) -> SqlFrontier:
         """The crawl's SqlFrontier, on this store's engine."""

@@ -257,6 +257,25 @@ def test_a_locked_database_is_waited_for(small_site: Site, stalled: Stalled, tmp
     assert query(db, "SELECT status FROM crawls") == [("finished",)]
 
 
+@pytest.mark.parametrize("seeds", [(), ("http://127.0.0.1:9/",)], ids=["resume", "start"])
+def test_ctrl_c_while_a_lock_is_held_at_start_up_stops_within_seconds(tmp_path: Path, seeds: tuple[str, ...]) -> None:
+    """Another process holds the write lock before the crawl opens the database: after ~2 s the crawl
+    says what it waits for, and Ctrl-C then ends it within seconds (130), with nothing written."""
+    db = tmp_path / "crawl.db"
+    with closing(open_store(str(db))) as store:
+        store.start_crawl(["http://127.0.0.1:9/"], Settings().to_json())
+    with closing(sqlite3.connect(db, isolation_level=None, check_same_thread=False)) as locker:
+        locker.execute("BEGIN EXCLUSIVE")
+        job = Job(*seeds, "--db", str(db), "--quiet")
+        wait_for(lambda: "waiting for the database lock" in job.stderr, "the waiting notice", job, timeout=30)
+        assert str(db) in job.stderr
+        job.signal(signal.SIGINT, group=False)
+        assert job.wait(STOP_SECONDS) == 130, job.stderr
+        locker.execute("ROLLBACK")
+    assert "stopped while waiting for the database" in job.stderr and "Traceback" not in job.stderr
+    assert query(db, "SELECT count(*) FROM crawls") == [(1,)]
+
+
 def test_max_pages_per_host_spans_a_resume(small_site: Site, tmp_path: Path) -> None:
     """--max-pages-per-host is a budget for the whole crawl: a resumed run counts what the earlier runs
     queued, so links it discovers can't bring the host past the budget."""
@@ -296,7 +315,7 @@ def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path:
     Ctrl-C came: it ends interrupted at once, and its row stays `running`, which a resume finishes."""
     db = tmp_path / "crawl.db"
     stop = Stop()
-    with closing(open_store(str(db), busy_timeout=0.05).impatient(stop.requested)) as store:
+    with closing(open_store(str(db), busy_timeout=0.05, give_up=stop.requested)) as store:
         crawl_id = store.start_crawl(["http://a.test/"], Settings().to_json())
         with closing(sqlite3.connect(db, isolation_level=None)) as locker:
             locker.execute("BEGIN EXCLUSIVE")

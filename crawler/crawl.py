@@ -44,17 +44,9 @@ Clock = Callable[[], float]
 
 @dataclass
 class Tally:
-    clock: Clock
     pages: int = 0
     errors: int = 0
     claimed: int = 0  # jobs taken from the frontier by this run
-    started: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.started = self.clock()
-
-    def rate(self) -> float:
-        return self.pages / max(self.clock() - self.started, 1e-9)
 
 
 @dataclass
@@ -83,7 +75,7 @@ class Crawl:
         self.pool = start_extraction(settings.parse_workers)
         self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap,
                               validators, robots_answers)
-        self.tally = Tally(clock, pages=sink.count())  # what a resumed crawl already has
+        self.tally = Tally(pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
                                    obey_nofollow=not settings.ignore_robots)
@@ -122,6 +114,7 @@ class Crawl:
                     if self.stop_signal is None:
                         raise  # (stopping: a locked database is not waited for, see _last_save)
                 if self.stop_signal is None:
+                    self._show_progress(now=True)  # the frontier's last count, while it is there to ask
                     return "finished"
                 self._wind_down()
                 return "interrupted"
@@ -145,6 +138,11 @@ class Crawl:
                 self.flush()
             self._renew()
             self.sink.alive()
+            self._show_progress()
+
+    def _show_progress(self, now: bool = False) -> None:
+        self.progress.update(self.tally.pages, self.tally.errors, self.frontier.pending,
+                             self.scheduler.robots_pending, now)
 
     def _idle(self) -> bool:
         """Nothing in hand: whether the crawl is over for this process. It is when the page budget is spent
@@ -283,7 +281,6 @@ class Crawl:
         self.discovery.outcome(outcome)
         self.tally.pages += 1
         self.tally.errors += outcome.response.error is not None
-        self.progress.update(self.tally.pages, self.tally.errors, self.tally.rate(), len(self.scheduler))
 
     # -- leases ----------------------------------------------------------------------------------
 

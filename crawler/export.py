@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, TextIO
@@ -41,6 +42,16 @@ def plain(value: Any) -> Any:
     return value
 
 
+def json_plain(value: Any) -> Any:
+    """plain(value) for JSON, which has no Infinity or NaN: those become null (as JavaScript writes them)."""
+    value = plain(value)
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def json_object(keys: Sequence[str], row: Row) -> str:
+    return json.dumps(dict(zip(keys, map(json_plain, row))), ensure_ascii=False, allow_nan=False)
+
+
 def unique_names(columns: Sequence[str]) -> list[str]:
     """Column names made unique for JSON keys: a repeated `a` becomes `a_2`, `a_3`, ..."""
     seen: dict[str, int] = {}
@@ -55,7 +66,7 @@ def write_jsonl(out: TextIO, columns: Sequence[str], rows: Iterable[Row]) -> int
     """One JSON object per line."""
     keys, n = unique_names(columns), 0
     for n, row in enumerate(rows, 1):
-        out.write(json.dumps(dict(zip(keys, map(plain, row))), ensure_ascii=False) + "\n")
+        out.write(json_object(keys, row) + "\n")
     return n
 
 
@@ -64,7 +75,7 @@ def write_json(out: TextIO, columns: Sequence[str], rows: Iterable[Row]) -> int:
     keys, n = unique_names(columns), 0
     out.write("[")
     for n, row in enumerate(rows, 1):
-        out.write(("\n" if n == 1 else ",\n") + json.dumps(dict(zip(keys, map(plain, row))), ensure_ascii=False))
+        out.write(("\n" if n == 1 else ",\n") + json_object(keys, row))
     out.write("\n]\n" if n else "]\n")
     return n
 

@@ -180,6 +180,23 @@ def test_json_parses_back() -> None:
     assert json.loads(format_rows(["a", "a"], [(1, 2)], "json")) == [{"a": 1, "a_2": 2}]
 
 
+def refuse_constant(name: str) -> None:
+    raise AssertionError(f"not JSON: {name}")
+
+
+def test_json_has_no_infinity_or_nan(db: str) -> None:
+    """Float infinities (SQLite's 1e999, PostgreSQL's 'infinity') and NaN: JSON has none, so they are null
+    (as JavaScript writes them)."""
+    pg = "postgresql" in db
+    sql = ("SELECT 'infinity'::float8 AS big, '-infinity'::float8 AS small, 'NaN'::float8 AS nan, 0.5 AS half"
+           if pg else "SELECT 1e999 AS big, -1e999 AS small, NULL AS nan, 0.5 AS half")
+    for fmt, wrap in (("json", "{}"), ("jsonl", "[{}]")):
+        columns, rows = run_readonly(db, sql)
+        out = wrap.format(format_rows(columns, rows, fmt).strip())
+        assert json.loads(out, parse_constant=refuse_constant) == [{"big": None, "small": None, "nan": None,
+                                                                     "half": 0.5}]
+
+
 def test_table_aligns_and_cuts_long_cells() -> None:
     lines = format_rows(COLUMNS, ROWS, "table").splitlines()
     assert lines[0].split() == COLUMNS

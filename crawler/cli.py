@@ -118,6 +118,14 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
                      show_default="CPU count", help="Extraction processes (0: extract in the fetchers)."),
         click.option("--user-agent", default=DEFAULTS.user_agent, show_default=True),
+        click.option("--header", multiple=True, metavar="'NAME: VALUE'",
+                     help="Send this header with every request (repeatable)."),
+        click.option("--proxy", default=None, metavar="URL", help="Send every request through this proxy."),
+        click.option("--ca-bundle", default=None, metavar="FILE", help="Trust these CA certificates for https."),
+        click.option("--insecure/--check-certificates", default=False, show_default=True,
+                     help="Don't check TLS certificates."),
+        click.option("--cookies/--no-cookies", default=True, show_default=True,
+                     help="Keep the cookies servers set (per host, bounded) and send them back."),
         click.option("--per-host", type=click.IntRange(1), default=LIMITS.per_host, show_default=True,
                      help="Requests in flight to one host."),
         click.option("--delay", type=click.FloatRange(0), default=LIMITS.delay, show_default=True,
@@ -153,7 +161,7 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def settings_from(params: dict[str, Any]) -> Settings:
     limits = Limits(**{k: v for k, v in params.items() if k in Limits.__dataclass_fields__})
     top = {k: v for k, v in params.items() if k in Settings.__dataclass_fields__}
-    tuples = {key: tuple(top[key]) for key in ("include", "exclude", "sitemap")}
+    tuples = {key: tuple(top[key]) for key in ("include", "exclude", "sitemap", "header")}
     return Settings(limits=limits, **top | tuples)
 
 

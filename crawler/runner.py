@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
+
+import urllib3
 
 from crawler import distributed
 from crawler.crawl import Crawl
 from crawler.fetch import load_engine
+from crawler.fetch.client import client_for, masked_header, notices
 from crawler.frontier import Frontier
 from crawler.frontier.robots import unshared
 from crawler.jobs import RobotsAnswers
@@ -148,10 +153,13 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Resu
 
 
 def stored(settings: Settings) -> str:
-    """The settings as the crawls row keeps them: the database URL without its password (a resume
-    names the database on its command line anyway)."""
+    """The settings as the crawls row keeps them: no secret (the database's, the proxy's password, a
+    credential header's value are masked; a resume names the database on its command line anyway, and
+    must give --proxy or --header again for the others, see client_for)."""
     frontier = settings.frontier and without_password(settings.frontier)
-    return dataclasses.replace(settings, db=without_password(settings.db), frontier=frontier).to_json()
+    proxy = settings.proxy and without_password(settings.proxy)
+    return dataclasses.replace(settings, db=without_password(settings.db), frontier=frontier, proxy=proxy,
+                               header=tuple(map(masked_header, settings.header))).to_json()
 
 
 def with_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
@@ -176,6 +184,7 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
     every caller does this before it writes anything."""
     settings.check()
     check_path(settings.warc)
+    client_for(settings)
     return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
 
 
@@ -188,7 +197,12 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     recrawl_of = store.crawl(crawl_id)[3]
     validators = _queue_earlier(store, frontier, recrawl_of)
     sink = store.pages(crawl_id, store.start_run(crawl_id), recrawl_of)
-    engine = load_engine(settings.engine)(settings.limits.concurrency, settings.user_agent)
+    client = client_for(settings)
+    for notice in notices(client, os.environ):
+        print(f"crawl: {notice}", file=sys.stderr)
+    if client.insecure:  # said once above, not once per request
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    engine = load_engine(settings.engine)(settings.limits.concurrency, client)
     recorder = open_recorder(settings.warc, settings.warc_max_size, settings.ignore_robots)
     crawl: Crawl | None = None
     try:

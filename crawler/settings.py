@@ -54,6 +54,11 @@ class Settings:
     frontier: str | None = None  # a Redis URL: the frontier many `crawl worker` processes share
     frontier_key: str = ""  # the crawl's key prefix in that Redis (random, set when the crawl starts)
     lease: float = 60.0  # seconds a claim from a shared frontier lasts unrenewed
+    header: tuple[str, ...] = ()  # extra request headers, "Name: value" (--header)
+    proxy: str | None = None  # every request through this proxy URL
+    ca_bundle: str | None = None  # trust these CAs for https
+    insecure: bool = False  # don't check TLS certificates
+    cookies: bool = True  # keep the cookies servers set (a bounded jar per host) and send them back
 
     def check(self) -> None:
         """Raise ValueError, one line, for values no crawl can run with: called before anything is
@@ -72,6 +77,6 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         values = json.loads(text)
         values["limits"] = Limits(**values["limits"])
-        for key in ("include", "exclude", "sitemap"):
+        for key in ("include", "exclude", "sitemap", "header"):
             values[key] = tuple(values.get(key, ()))
         return cls(**values)

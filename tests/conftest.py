@@ -63,6 +63,6 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 def run_cli(*args: str, timeout: float = CLI_TIMEOUT, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """The real `crawl` command line in a subprocess (gevent patches a whole process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")} | dict(kwargs.pop("env", {}))  # type: ignore[call-overload]
     return subprocess.run([sys.executable, "-m", "crawler", *args], capture_output=True, text=True, check=False,
                           timeout=timeout, cwd=kwargs.pop("cwd", ROOT), env=env, **kwargs)  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from multiprocessing.pool import Pool
 from typing import Any, Protocol, TypeVar
 
-import requests
+from crawler.fetch.client import CrawlSession
 
 A = TypeVar("A")
 
@@ -32,7 +32,7 @@ class Engine(Protocol):
 
 
 class Workers(Protocol):
-    def session(self) -> requests.Session:
+    def session(self) -> CrawlSession:
         """The HTTP session of the calling greenlet or thread."""
         ...
 

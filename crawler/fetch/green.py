@@ -16,9 +16,8 @@ import gevent
 import gevent.event
 import gevent.pool
 import gevent.queue
-import requests
 
-from crawler.fetch.http import make_session
+from crawler.fetch.client import Client, CrawlSession, make_session
 
 A = TypeVar("A")
 
@@ -26,10 +25,10 @@ A = TypeVar("A")
 class GeventEngine:
     name = "gevent"
 
-    def __init__(self, concurrency: int, user_agent: str) -> None:
+    def __init__(self, concurrency: int, client: Client) -> None:
         self._pool = gevent.pool.Pool(concurrency)
         self._done: gevent.queue.Queue[Any] = gevent.queue.Queue()
-        self._session = make_session(concurrency, user_agent)
+        self._session = make_session(concurrency, client)
         self._arrivals: deque[tuple[gevent.event.AsyncResult, bool, Any]] = deque()
         self._wakeup = gevent.get_hub().loop.async_()
         self._wakeup.start(self._deliver)
@@ -47,7 +46,7 @@ class GeventEngine:
             items.append(self._done.get_nowait())
         return items
 
-    def session(self) -> requests.Session:
+    def session(self) -> CrawlSession:
         return self._session
 
     def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:

@@ -22,7 +22,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from crawler.fetch.deadline import Expired, WatchedAdapter, watchdog
+from crawler.fetch.client import CrawlSession
+from crawler.fetch.deadline import Expired, watchdog
 from crawler.records import Response
 from crawler.settings import Limits
 from crawler.urls import InvalidURL, normalize
@@ -30,21 +31,6 @@ from crawler.urls import InvalidURL, normalize
 CHUNK = 64 * 1024  # decoded bytes per read: the most a decoder may produce at once
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_ERRORS = frozenset({"timeout", "connection error"})
-
-# br only when urllib3 can decode it (it imported brotli or brotlicffi)
-ACCEPT_ENCODING = "gzip, deflate, br" if "br" in urllib3.util.request.ACCEPT_ENCODING else "gzip, deflate"
-
-
-def make_session(pool_size: int, user_agent: str) -> requests.Session:
-    """A session for `fetch_one`: no proxy env, `pool_size` kept connections per host, no own retries."""
-    session = requests.Session()
-    session.trust_env = False
-    adapter = WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING})
-    return session
-
 
 # A WARC tap (crawler.warc.Recorder.tap): given a response before its body is read, keeps its bytes and
 # returns what records the exchange, called with why the body was cut ("length", "time", ...) or None.
@@ -58,7 +44,7 @@ Headers = Mapping[str, str] | None  # extra request headers (a recrawl's validat
 
 
 def _attempt(
-    session: requests.Session, url: str, limits: Limits, clock: Callable[[], float], tap: Tap | None = None,
+    session: CrawlSession, url: str, limits: Limits, clock: Callable[[], float], tap: Tap | None = None,
     headers: Headers = None,
 ) -> Response:
     """One GET of `url` within `limits.timeout`, body read and capped; failures become `error`.
@@ -78,16 +64,23 @@ def _attempt(
 
 
 def _exchange(
-    session: requests.Session, result: Response, limits: Limits, expired: Callable[[], bool], left: float,
+    session: CrawlSession, result: Response, limits: Limits, expired: Callable[[], bool], left: float,
     tap: Tap | None = None,
     headers: Headers = None,
 ) -> None:
     """Fill `result` from one request/response exchange (recorded by `tap`, if given)."""
     left = max(left, 0.001)
     timeout = (left, left)
+    cookies = session.host_cookies
+    cookie = cookies.header(result.url) if cookies is not None else None
+    if cookie:  # after a --header Cookie's, if one was given
+        given = session.headers.get("Cookie")
+        headers = {**(headers or {}), "Cookie": f"{given!s}; {cookie}" if given else cookie}
     with session.get(result.url, stream=True, allow_redirects=False, timeout=timeout, headers=headers) as resp:
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
+        if cookies is not None:
+            cookies.keep(resp)
         finish = tap(resp) if tap is not None else None
         result.status, result.headers = resp.status_code, _headers(resp.raw)
         try:
@@ -196,7 +189,7 @@ def _retry_after(value: str, wall: Callable[[], float]) -> float | None:
 
 
 def _with_retries(
-    session: requests.Session, url: str, limits: Limits, clocks: _Clocks, tap: Tap | None,
+    session: CrawlSession, url: str, limits: Limits, clocks: _Clocks, tap: Tap | None,
     headers: Headers = None,
 ) -> Response:
     attempt = 0
@@ -217,7 +210,7 @@ def _target(resp: Response) -> str | None:
 
 
 def _hops(
-    session: requests.Session, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks,
+    session: CrawlSession, url: str, limits: Limits, follow: Callable[[str], bool], clocks: _Clocks,
     tap: Tap | None = None,
     headers: Headers = None,
 ) -> Response:
@@ -271,7 +264,7 @@ def _sleep(seconds: float) -> None:
 
 
 def fetch_one(
-    session: requests.Session,
+    session: CrawlSession,
     url: str,
     limits: Limits,
     *,

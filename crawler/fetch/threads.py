@@ -1,7 +1,8 @@
 """The thread engine: a multiprocessing.dummy Pool, one requests Session per thread (threading.local).
 
 The fallback where gevent is absent or unwanted. Each thread's Session pools connections to the
-hosts that thread talks to; `per_host` connections per host are enough there.
+hosts that thread talks to; `per_host` connections per host are enough there. The cookies are one
+store shared by every thread, as the gevent engine's one session has.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from multiprocessing.dummy import Pool
 from multiprocessing.pool import Pool as ProcessPool
 from typing import Any, TypeVar
 
-import requests
-
-from crawler.fetch.http import make_session
+from crawler.fetch.client import Client, CrawlSession, make_session
 
 A = TypeVar("A")
 
@@ -24,12 +23,12 @@ A = TypeVar("A")
 class ThreadEngine:
     name = "threads"
 
-    def __init__(self, concurrency: int, user_agent: str) -> None:
+    def __init__(self, concurrency: int, client: Client) -> None:
         self._pool = Pool(concurrency)
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._user_agent = user_agent
+        self._sessions: list[CrawlSession] = []
+        self._client, self._cookies = client, client.cookie_store()  # one store: the same as on gevent
 
     def submit(self, fn: Callable[[A], object], arg: A) -> None:
         self._pool.apply_async(fn, (arg,), callback=self._done.put, error_callback=self._done.put)
@@ -44,10 +43,10 @@ class ThreadEngine:
             items.append(self._done.get_nowait())
         return items
 
-    def session(self) -> requests.Session:
+    def session(self) -> CrawlSession:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = make_session(4, self._user_agent)
+            session = self._local.session = make_session(4, self._client, self._cookies)
             self._sessions.append(session)  # list.append is atomic; closed in close()
         return session
 

@@ -14,8 +14,8 @@ from servers import AdversarialServer, redirect, serve, static
 from sqlalchemy import text
 
 from crawler.crawl import Crawl
+from crawler.fetch.client import Client, make_session
 from crawler.fetch.guard import AddressGuard
-from crawler.fetch.http import make_session
 from crawler.progress import Progress
 from crawler.settings import Limits, Settings
 from crawler.store.sql import Store, open_store
@@ -125,7 +125,7 @@ class HoldBack:
     def __init__(self, late: str, first: str) -> None:
         self.late, self.first, self.first_done = late, first, False
         self.done: list[tuple[str, Any]] = []  # (the job's URL, its outcome)
-        self._session = make_session(2, "test")
+        self._session = make_session(2, Client("test"))
 
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
         self.done.append((arg.url, fn(arg)))

@@ -19,6 +19,7 @@ from conftest import Site
 
 from crawler.extract.pool import TooSlow, dead_after, run_within, start_extraction, stop_pool
 from crawler.fetch import load_engine
+from crawler.fetch.client import Client
 from crawler.fetch.guard import AddressGuard
 from crawler.jobs import JobRunner
 from crawler.politeness import Politeness
@@ -40,7 +41,7 @@ def pool() -> Iterator[Pool]:
 
 @pytest.fixture
 def fetch_engine(engine: str) -> Iterator[Any]:
-    started = load_engine(engine)(4, "test")
+    started = load_engine(engine)(4, Client("test"))
     yield started
     started.close()
 

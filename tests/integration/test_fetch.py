@@ -23,8 +23,9 @@ import pytest
 from servers import OK_HTML, AdversarialServer, serve
 
 from crawler.fetch import ENGINES, load_engine
+from crawler.fetch.client import Client, make_session
 from crawler.fetch.guard import AddressGuard
-from crawler.fetch.http import fetch_one, make_session
+from crawler.fetch.http import fetch_one
 from crawler.records import Response
 from crawler.settings import Limits
 
@@ -43,7 +44,7 @@ def server() -> Iterator[AdversarialServer]:
 
 @pytest.fixture
 def session() -> Iterator:
-    with make_session(8, "crawler-tests") as made:
+    with make_session(8, Client("crawler-tests")) as made:
         yield made
 
 
@@ -76,7 +77,7 @@ def test_bodies_are_decompressed(session, server, encoding: str) -> None:
 
 
 def test_session_settings() -> None:
-    made = make_session(50, "ua/1")
+    made = make_session(50, Client("ua/1"))
     adapter = made.get_adapter("http://x/")
     assert made.trust_env is False and made.headers["User-Agent"] == "ua/1"
     assert adapter._pool_maxsize == 50 and adapter.max_retries.total == 0
@@ -128,7 +129,7 @@ def test_timeouts_are_retried_with_a_deadline_per_attempt(session, server) -> No
 
 def test_many_trickles_at_once_all_end_at_their_deadline(server) -> None:
     paths = ["/trickle-headers", "/trickle", "/hang", "/stall"] * 3 + ["/ok"] * 4
-    session = make_session(len(paths), "crawler-tests")  # one session, as the gevent engine shares one
+    session = make_session(len(paths), Client("crawler-tests"))  # one session, as the gevent engine shares one
     with session, ThreadPoolExecutor(len(paths)) as pool:
         results = list(pool.map(lambda p: fetch(session, server, p), paths))
     for path, (resp, took) in zip(paths, results, strict=True):
@@ -359,10 +360,11 @@ GEVENT_SCRIPT = textwrap.dedent(
     import gevent
     import crawler.fetch.deadline as deadline
     import crawler.fetch.http as http
+    from crawler.fetch.client import Client, make_session
     from crawler.settings import Limits
 
     base, paths = sys.argv[1], sys.argv[2:]
-    session = http.make_session(20, "crawler-tests")
+    session = make_session(20, Client("crawler-tests"))
     limits = Limits(timeout=1.0, retries=0, max_bytes=10 * 2**20)
     http.fetch_one(session, base + "/ok", limits)
 

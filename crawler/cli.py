@@ -223,6 +223,9 @@ def worker_command(ctx: click.Context, frontier: str, db: str, crawl_id: int | N
     result = runner.work(db, frontier, crawl_id, overrides)
     if result.status == "interrupted":
         click.echo("crawl: worker stopped; its claims went back to the shared frontier", err=True)
+    if result.nothing_fetched:
+        click.echo(f"crawl: no page could be fetched: {result.unreachable} of {result.pages} got no answer "
+                   "(the host down, its name unknown, TLS failing or timing out; see the error column)", err=True)
     if not params["quiet"]:
         click.echo(result.summary())
     sys.exit(result.exit_code)
@@ -236,6 +239,9 @@ def report(result: runner.Result, params: dict[str, Any]) -> None:
         named = without_password(params["db"])
         given = " (with its password)" if named != params["db"] else ""
         click.echo(f"crawl: interrupted; run `crawl --db {named}`{given} to resume", err=True)
+    if result.nothing_fetched:
+        click.echo(f"crawl: no page could be fetched: {result.unreachable} of {result.pages} got no answer "
+                   "(the host down, its name unknown, TLS failing or timing out; see the error column)", err=True)
     if not params["quiet"]:
         click.echo(result.summary())
     sys.exit(result.exit_code)

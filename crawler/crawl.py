@@ -25,7 +25,7 @@ from crawler.frontier.robots import unshared
 from crawler.jobs import JobRunner, RobotsAnswers, RobotsResult
 from crawler.politeness import Politeness
 from crawler.progress import Progress
-from crawler.records import Job, Outcome, Response
+from crawler.records import UNREACHABLE, Job, Outcome, Response, error_kind
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.stop import Stop
@@ -46,6 +46,7 @@ Clock = Callable[[], float]
 class Tally:
     pages: int = 0
     errors: int = 0
+    unreachable: int = 0  # this run's pages whose host gave no answer (timeout, connection, DNS, TLS)
     claimed: int = 0  # jobs taken from the frontier by this run
 
 
@@ -231,7 +232,7 @@ class Crawl:
         host = host_of(result.origin)
         # rules first: finished() forgets an idle slot, and Crawl-delay must count from this request's start
         self.scheduler.set_rules(result.origin, result.rules, self.settings.limits.max_crawl_delay,
-                                 result.problem)
+                                 result.refusal)
         if not self.settings.no_sitemaps:  # named sitemaps are queued like seeds; scope and traps apply
             self.discovery.urls(self.jobs.sitemaps.named(result.rules.sitemaps()), 0)
         self._finished(host, result.response)
@@ -280,7 +281,9 @@ class Crawl:
         self.batch.outcomes.append(outcome)
         self.discovery.outcome(outcome)
         self.tally.pages += 1
-        self.tally.errors += outcome.response.error is not None
+        error = outcome.response.error
+        self.tally.errors += error is not None
+        self.tally.unreachable += error is not None and error_kind(error) in UNREACHABLE
 
     # -- leases ----------------------------------------------------------------------------------
 

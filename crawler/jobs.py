@@ -42,13 +42,15 @@ class RobotsResult:
     response: Response
 
     @property
-    def problem(self) -> str | None:
-        """Why robots.txt could not be read (unreachable, or a server error), for the refusal rows."""
+    def refusal(self) -> str | None:
+        """The error of the origin's pages when robots.txt could not be read: what failed, first (the host
+        is down, its name does not resolve, its TLS fails: "connection error: ... (at robots.txt)"), or
+        "blocked: robots.txt unavailable (HTTP 503)" when the server answered with an error."""
         response = self.response
         if response.error:
-            return f"unreachable ({response.error})"
+            return f"{response.error} (at robots.txt)"
         if response.status is not None and response.status >= 500:
-            return f"unavailable (HTTP {response.status})"
+            return f"blocked: robots.txt unavailable (HTTP {response.status})"
         return None
 
 

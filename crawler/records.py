@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+UNREACHABLE = frozenset({"timeout", "connection error", "dns", "ssl"})  # kinds: no answer from the host
+_KIND_END = re.compile(r":| \(")
+
+
+def error_kind(error: str) -> str:
+    """An error's kind, its text up to the first ':' or ' (': "timeout", "connection error", "blocked"."""
+    return _KIND_END.split(error, maxsplit=1)[0].strip()
 
 
 @dataclass(frozen=True, slots=True)

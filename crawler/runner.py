@@ -44,6 +44,9 @@ class CrawlBusy(Exception):
     """The crawl to resume is being worked on by a live process."""
 
 
+NOTHING_FETCHED = 4  # exit code: no host answered (as wget's 4, "network failure")
+
+
 @dataclass
 class Result:
     crawl_id: int
@@ -52,11 +55,20 @@ class Result:
     errors: int
     seconds: float
     stop_signal: int | None = None
+    unreachable: int = 0  # pages whose host gave no answer at all
+
+    @property
+    def nothing_fetched(self) -> bool:
+        """The run ended with pages, and not one of them got an answer from its host."""
+        return self.status != INTERRUPTED and self.pages > 0 and self.unreachable == self.pages
 
     @property
     def exit_code(self) -> int:
-        """0, or 130 / 143 / 129 for a crawl a SIGINT / SIGTERM / SIGHUP interrupted."""
-        return EXIT_FOR_SIGNAL.get(self.stop_signal or signal.SIGINT, 130) if self.status == INTERRUPTED else 0
+        """0; NOTHING_FETCHED when no page got an answer; 130 / 143 / 129 for a crawl a SIGINT / SIGTERM /
+        SIGHUP interrupted."""
+        if self.status == INTERRUPTED:
+            return EXIT_FOR_SIGNAL.get(self.stop_signal or signal.SIGINT, 130)
+        return NOTHING_FETCHED if self.nothing_fetched else 0
 
     def summary(self) -> str:
         rate = self.pages / max(self.seconds, 1e-9)
@@ -218,7 +230,8 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
             recorder.close()
     status = _record_end(store, crawl_id, status, stop, shared=bool(settings.frontier))
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
-    return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum)
+    unreachable = crawl.tally.unreachable if crawl else 0
+    return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum, unreachable)
 
 
 def _frontier(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope

@@ -63,11 +63,12 @@ class Scheduler:
         self._per_host.clear()
         return jobs
 
-    def set_rules(self, origin: str, rules: Rules, max_delay: float, problem: str | None = None) -> None:
-        """Rules for `origin`; `problem` says why robots.txt could not be read (then everything is refused)."""
+    def set_rules(self, origin: str, rules: Rules, max_delay: float, refusal: str | None = None) -> None:
+        """Rules for `origin`; `refusal` is the error of its refused pages when robots.txt could not be
+        read (then everything is refused), else they are "blocked: robots.txt"."""
         self.robots_pending.discard(origin)
         self.rules[origin] = rules
-        self.refusals[origin] = f"blocked: robots.txt {problem}" if problem else "blocked: robots.txt"
+        self.refusals[origin] = refusal or "blocked: robots.txt"
         delay = rules.crawl_delay(self.user_agent)
         if delay:
             self.politeness.set_delay(host_of(origin), min(delay, max_delay))

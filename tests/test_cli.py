@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
+from servers import serve
 
 from crawler.cli import cli
 
@@ -117,12 +118,29 @@ def test_nothing_to_resume(db: Path) -> None:
     assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
 
 
-def test_unreachable_seed_is_an_error_row_and_exit_0(db: Path) -> None:
-    result = run_cli("http://127.0.0.1:9/", "--db", str(db), "--timeout", "2", "--retries", "0")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize(
+    ("seed", "kind"),
+    [("http://127.0.0.1:9/", "connection error: "), ("http://nothing.invalid/", "dns: ")],
+    ids=["refused", "dns"],
+)
+def test_a_crawl_whose_hosts_never_answer_says_what_failed_and_exits_4(
+    db: Path, engine: str, seed: str, kind: str
+) -> None:
+    result = run_cli(seed, "--db", str(db), "--timeout", "2", "--retries", "0", "--engine", engine)
+    assert result.returncode == 4, result.stderr
+    assert "crawl: no page could be fetched: 1 of 1 got no answer" in result.stderr
     with sqlite3.connect(db) as conn:
         [(url, status, error)] = conn.execute("SELECT url, status, error FROM pages").fetchall()
-    assert url == "http://127.0.0.1:9/" and status is None and "connection" in error
+    assert (url, status) == (seed, None) and error.startswith(kind) and error.endswith("(at robots.txt)"), error
+    stats = run_cli("stats", "--db", str(db))
+    assert kind + "1" in stats.stdout and "blocked" not in stats.stdout, stats.stdout
+
+
+def test_one_answer_is_enough_for_exit_0(db: Path) -> None:
+    """A 404 is an answer: the host is up."""
+    with serve() as server:
+        result = run_cli(server.url("/missing"), "--db", str(db), "--ignore-robots", "--retries", "0")
+    assert result.returncode == 0, result.stderr
 
 
 def test_bad_regex_is_one_line(db: Path) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import http.client
 import itertools
 import random
+import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -133,6 +134,7 @@ def _declared_length(raw: urllib3.BaseHTTPResponse) -> int:
 
 
 _KINDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((urllib3.exceptions.NameResolutionError, socket.gaierror), "dns"),
     ((requests.exceptions.SSLError, urllib3.exceptions.SSLError), "ssl"),
     ((requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError), "decode error"),
     ((requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema), "invalid url"),
@@ -144,19 +146,26 @@ def _describe(exc: BaseException) -> str:
     """A one-line error whose first word(s) before ':' name the kind."""
     if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError):
         return "timeout"
-    kind = next((kind for types, kind in _KINDS if isinstance(exc, types)), "connection error")
+    causes = list(_chain(exc))
+    kind = next((kind for types, kind in _KINDS if any(isinstance(e, types) for e in causes)), "connection error")
     return f"{kind}: {_reason(exc)}"
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's message, short and on one line (e.g. "Connection refused")."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps (urllib3's `reason`, then causes), innermost last; at most 10 deep."""
     for _ in range(10):
+        yield exc
         inner = getattr(exc, "reason", None)
         if not isinstance(inner, BaseException):
             inner = exc.__cause__ or exc.__context__
         if inner is None:
-            break
+            return
         exc = inner
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's message, short and on one line (e.g. "Connection refused")."""
+    *_, exc = _chain(exc)
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
     return " ".join(text.split())[:120]
 

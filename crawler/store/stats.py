@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from crawler.records import error_kind
 from crawler.store.query import find_crawl, reading
 from crawler.store.schema import frontier, pages, runs
 from crawler.urls import host_of
@@ -33,12 +34,12 @@ def counts(conn: Connection, column: Any, *where: Any) -> dict[Any, int]:
 
 
 def error_kinds(conn: Connection, crawl_id: int) -> dict[str, int]:
-    """{kind: count}, the kind being an error's text up to its first ':'; most frequent first."""
+    """{kind: count} (see records.error_kind); most frequent first."""
     kinds: dict[str, int] = {}
     for error, n in counts(
         conn, pages.c.error, pages.c.crawl_id == crawl_id, pages.c.error.is_not(None)
     ).items():
-        kind = error.split(":", 1)[0].strip()
+        kind = error_kind(error)
         kinds[kind] = kinds.get(kind, 0) + n
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
 

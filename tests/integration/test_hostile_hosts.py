@@ -127,9 +127,9 @@ def test_robots_5xx_disallows_all_with_a_reason(robots: Run) -> None:
 
 
 def test_robots_unreachable_disallows_all_with_a_reason(robots: Run) -> None:
-    """robots.txt gets the deadline of pages; failing it means disallow all."""
+    """robots.txt gets the deadline of pages; failing it means disallow all, and the rows say what failed."""
     server = robots.servers["hang"]
-    assert robots.page(server.url("/"))["error"] == "blocked: robots.txt unreachable (timeout)"
+    assert robots.page(server.url("/"))["error"] == "timeout (at robots.txt)"
     assert paths(server) == ["/robots.txt"]
 
 

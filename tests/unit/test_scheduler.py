@@ -43,11 +43,11 @@ def test_disallowed_pages_are_refused_with_the_reason() -> None:
     s = scheduler()
     s.add(jobs("http://a/private/x", "http://b/y"))
     s.set_rules("http://a", parse("User-agent: *\nDisallow: /private/"), max_delay=30)
-    s.set_rules("http://b", DISALLOW_ALL, max_delay=30, problem="unreachable (timeout)")
+    s.set_rules("http://b", DISALLOW_ALL, max_delay=30, refusal="timeout (at robots.txt)")
     ready = s.take(0.0)
     assert [(j.url, why) for j, why in ready.refused] == [
         ("http://a/private/x", "blocked: robots.txt"),
-        ("http://b/y", "blocked: robots.txt unreachable (timeout)"),
+        ("http://b/y", "timeout (at robots.txt)"),
     ]
 
 

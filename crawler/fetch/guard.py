@@ -1,22 +1,32 @@
 """The SSRF rule: a crawl may not wander onto loopback, private, link-local or unspecified addresses.
 
-Only the seeds' own hosts (`trusted_hosts`) or `allow_private=True` lift the rule. A host is resolved with
-`socket.getaddrinfo` (cooperative under gevent) and blocked if ANY of its addresses is private, so odd
-spellings such as http://2130706433/ or http://0x7f.1/ are caught after the resolver reads them. The rule
-is checked before the fetch, not at connect time, so DNS rebinding between the two is not covered.
+Only the seeds' own hosts (`trusted_hosts`) or `allow_private=True` lift the rule. It is enforced twice:
+  * before the fetch (`check`): the host is resolved with `socket.getaddrinfo` (cooperative under gevent)
+    and blocked if ANY of its addresses is private, so odd spellings such as http://2130706433/ or
+    http://0x7f.1/ are caught after the resolver reads them;
+  * on every connection a fetch opens (`enforcing` + `PeerChecked`): the connection resolves the name again,
+    so the address it actually reached (`getpeername`) is judged too, before a byte is sent; a private one
+    raises `Blocked` ("blocked: private address 127.0.0.1 (connected)"). DNS rebinding between the check
+    and the connect is caught there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from urllib.parse import urlsplit
 
 from crawler.urls import is_private_address
 
 CACHE_SIZE = 10_000  # hosts remembered; the oldest is forgotten first
+
+
+class Blocked(Exception):
+    """A connection reached an address the rule forbids; the message is the fetch's error."""
 
 
 class AddressGuard:
@@ -38,12 +48,22 @@ class AddressGuard:
             return None
         return self._verdict(host)
 
+    def check_peer(self, host: str, address: str) -> str | None:
+        """None if a connection to `host` may go on at `address` (where it connected), else why not."""
+        if self.allow_private or host.lower().strip("[]") in self.trusted:
+            return None
+        verdict = _blocked([address.split("%")[0]])
+        return verdict and f"{verdict} (connected)"
+
     def adopt(self, host: str, seed_host: str) -> bool:
-        """Trust `host`, where a seed's redirect landed, like a seed (the user meant it), unless that
-        would open private addresses a public seed could not reach: a seed on the internet redirecting
-        to 127.0.0.1 or 169.254.169.254 is refused. Whether it was adopted."""
+        """Take `host`, where a seed's redirect landed, like a seed (the user meant it), unless that would
+        open private addresses a public seed could not reach: a seed on the internet redirecting to
+        127.0.0.1 or 169.254.169.254 is refused. Whether it was adopted. Only a private `host` (of a
+        private seed) is trusted; a public one needs no trust and stays held to the rule, at connect too."""
         host, seed_host = host.lower().strip("[]"), seed_host.lower().strip("[]")
-        if not (self.allow_private or self._verdict(host) is None or self._verdict(seed_host) is not None):
+        if self.allow_private or self._verdict(host) is None:
+            return True
+        if self._verdict(seed_host) is None:
             return False
         self.trusted = self.trusted | {host}
         return True
@@ -81,3 +101,33 @@ def _blocked(addresses: list[str]) -> str | None:
         if is_private_address(address):
             return f"blocked: private address {address}"
     return None
+
+
+_ENFORCED: contextvars.ContextVar[AddressGuard | None] = contextvars.ContextVar("address_guard", default=None)
+
+
+@contextlib.contextmanager
+def enforcing(guard: AddressGuard | None) -> Iterator[None]:
+    """Check the peer of every connection opened in this thread or greenlet against `guard` (None: none)."""
+    token = _ENFORCED.set(guard)
+    try:
+        yield
+    finally:
+        _ENFORCED.reset(token)
+
+
+class PeerChecked:
+    """Mixin for urllib3 connections: the socket just connected (TLS not begun, nothing sent) is closed
+    and `Blocked` raised when the guard being enforced forbids its peer address."""
+
+    host: str
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        guard = _ENFORCED.get()
+        if guard is not None:
+            verdict = guard.check_peer(self.host, str(sock.getpeername()[0]))
+            if verdict:
+                sock.close()
+                raise Blocked(verdict)
+        return sock

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from rebinding import answers
 from servers import OK_HTML, AdversarialServer, serve
 
 from crawler.fetch import ENGINES, load_engine
@@ -342,6 +343,21 @@ def test_guard_blocks_if_any_address_is_private_and_caches(monkeypatch) -> None:
     assert guard.check("https://mixed.test/again") == "blocked: private address 10.1.2.3"
     assert calls == ["public.test", "mixed.test"]
     assert guard.check("http://nowhere.test/") is None  # let the fetch fail normally
+
+
+def test_the_rule_holds_for_the_address_connected_to(monkeypatch, session, server) -> None:
+    """DNS rebinding: the guard's lookup of rebind.test gets a public address, the connection's 127.0.0.1.
+    The connection is closed before a request is sent; a trusted host or --allow-private connect."""
+    monkeypatch.setattr(socket, "getaddrinfo", answers({"rebind.test": ["93.184.216.34", "127.0.0.1"]}))
+    url, guard = f"http://rebind.test:{server.port}/ok", AddressGuard({"127.0.0.1"}, False)
+    assert guard.check(url) is None
+    resp = fetch_one(session, url, FAST, guard=guard)
+    assert (resp.status, resp.error) == (None, "blocked: private address 127.0.0.1 (connected)")
+    hop = fetch_one(session, server.url(f"/redirect-to?url={url}"), FAST, follow=lambda u: True, guard=guard)
+    assert (hop.status, hop.error, hop.final_url) == (None, "blocked: private address 127.0.0.1 (connected)", url)
+    assert [hit.path for hit in server.log] == [f"/redirect-to?url={url}"]
+    assert fetch_one(session, url, FAST, guard=AddressGuard({"rebind.test"}, False)).status == 200
+    assert fetch_one(session, url, FAST, guard=AddressGuard((), True)).status == 200
 
 
 def test_engines_are_loaded_lazily_by_name() -> None:

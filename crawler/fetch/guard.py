@@ -1,9 +1,10 @@
 """The SSRF rule: a crawl may not wander onto loopback, private, link-local or unspecified addresses.
 
 Only the seeds' own hosts (`trusted_hosts`) or `allow_private=True` lift the rule. It is enforced twice:
-  * before the fetch (`check`): the host is resolved with `socket.getaddrinfo` (cooperative under gevent)
-    and blocked if ANY of its addresses is private, so odd spellings such as http://2130706433/ or
-    http://0x7f.1/ are caught after the resolver reads them;
+  * before the fetch (`check`): an address literal is judged as written, without DNS, read as the resolver
+    reads it (http://2130706433/ and http://0x7f.1/ are 127.0.0.1); one that cannot be classified (an
+    IPv6 zone, 1.2.3.4.5) is refused. A name is resolved with `socket.getaddrinfo` (cooperative under
+    gevent) and blocked if ANY of its addresses is private;
   * on every connection a fetch opens (`enforcing` + `PeerChecked`): the connection resolves the name again,
     so the address it actually reached (`getpeername`) is judged too, before a byte is sent; a private one
     raises `Blocked` ("blocked: private address 127.0.0.1 (connected)"). DNS rebinding between the check
@@ -18,9 +19,8 @@ import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
-from urllib.parse import urlsplit
 
-from crawler.urls import is_private_address
+from crawler.urls import InvalidURL, endpoint_of, is_private_address, literal_address
 
 CACHE_SIZE = 10_000  # hosts remembered; the oldest is forgotten first
 
@@ -41,10 +41,10 @@ class AddressGuard:
     def check(self, url: str) -> str | None:
         """None if `url` may be fetched, else why not, e.g. "blocked: private address 127.0.0.1"."""
         try:
-            host = (urlsplit(url).hostname or "").lower()
-        except ValueError:
-            return None  # a malformed URL fails in the fetch with "invalid url"
-        if self.allow_private or not host or host in self.trusted:
+            host, _ = endpoint_of(url)
+        except InvalidURL as exc:
+            return f"blocked: no host to judge ({exc})"
+        if self.allow_private or host.strip("[]") in self.trusted:
             return None
         return self._verdict(host)
 
@@ -69,6 +69,13 @@ class AddressGuard:
         return True
 
     def _verdict(self, host: str) -> str | None:
+        """Why `host` (an IPv6 literal in brackets or not) is blocked, or None."""
+        try:
+            literal = literal_address(host)
+        except ValueError as exc:
+            return f"blocked: address literal not understood: {host} ({exc})"
+        if literal is not None:
+            return _blocked([literal])
         with self._lock:
             if host in self._cache:
                 self._cache.move_to_end(host)

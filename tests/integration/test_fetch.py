@@ -323,6 +323,25 @@ def test_guard_trusted_hosts_and_allow_private_pass_without_resolving(monkeypatc
     assert AddressGuard((), True).check("http://10.0.0.1/") is None
 
 
+@pytest.mark.parametrize(
+    ("url", "blocked"),
+    [
+        ("http://[fe80::1%25eth0]/", "blocked: address literal not understood: [fe80::1%25eth0] (an IPv6 zone)"),
+        ("http://[::1%25lo]:8080/", "blocked: address literal not understood: [::1%25lo] (an IPv6 zone)"),
+        ("http://1.2.3.4.5/", "blocked: address literal not understood: 1.2.3.4.5 (more than 4 parts)"),
+        ("http://999.0.0.1/", "blocked: address literal not understood: 999.0.0.1 (a part out of range)"),
+        ("http://0x7f.1/", "blocked: private address 127.0.0.1"),
+        ("http://[::ffff:10.0.0.1]/", "blocked: private address ::ffff:a00:1"),
+        ("http://93.184.216.34/", None),
+        ("http://[::1/", "blocked: no host to judge (Invalid IPv6 URL)"),
+    ],
+)
+def test_guard_judges_literals_without_resolving(monkeypatch, url: str, blocked: str | None) -> None:
+    """An address literal is judged as written; one it cannot classify is refused, not let through."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: pytest.fail("resolved"))
+    assert AddressGuard({"example.com"}, allow_private=False).check(url) == blocked
+
+
 def fake_resolver(table: dict[str, list[str]], calls: list[str]) -> Callable:
     def getaddrinfo(host: str, *args, **kwargs) -> list:
         calls.append(host)

@@ -178,10 +178,11 @@ class Scope:
     asking; `allows` applies the rules to the links found along the way."""
 
     mode: str
-    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds
+    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds (any port of them)
     domains: frozenset[str]  # "domain" mode: seed hosts without a leading "www."
     include: tuple[re.Pattern[str], ...] = ()
     exclude: tuple[re.Pattern[str], ...] = ()
+    endpoints: frozenset[tuple[str, int]] = frozenset()  # (host, port) of each seed: the guard trusts those
 
     @classmethod
     def build(
@@ -190,9 +191,11 @@ class Scope:
         """Raise ValueError for an unknown mode or a bad regex, InvalidURL for a bad seed."""
         if mode not in SCOPE_MODES:
             raise ValueError(f"unknown scope {mode!r}; expected one of {', '.join(SCOPE_MODES)}")
-        hosts = frozenset(host_of(normalize(seed)) for seed in seeds)
+        normalized = [normalize(seed) for seed in seeds]
+        hosts = frozenset(host_of(seed) for seed in normalized)
         domains = frozenset(h.removeprefix("www.") for h in hosts)
-        return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude))
+        endpoints = frozenset(endpoint_of(seed) for seed in normalized)
+        return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude), endpoints)
 
     def with_host(self, host: str) -> Scope:
         """This scope with `host` as one more seed host (where a seed's redirect landed)."""

@@ -1,6 +1,7 @@
 """The SSRF rule: a crawl may not wander onto loopback, private, link-local or unspecified addresses.
 
-Only the seeds' own hosts (`trusted_hosts`) or `allow_private=True` lift the rule. It is enforced twice:
+Only the seeds' own endpoints, each a (host, port) (`trusted`), or `allow_private=True` lift the rule: a
+seed on localhost:8000 trusts no other port of localhost (Redis on 6379 stays out). It is enforced twice:
   * before the fetch (`check`): an address literal is judged as written, without DNS, read as the resolver
     reads it (http://2130706433/ and http://0x7f.1/ are 127.0.0.1); one that cannot be classified (an
     IPv6 zone, 1.2.3.4.5) is refused. A name is resolved with `socket.getaddrinfo` (cooperative under
@@ -32,8 +33,8 @@ class Blocked(Exception):
 class AddressGuard:
     """Decides per URL whether its host may be fetched; results are cached per host."""
 
-    def __init__(self, trusted_hosts: Collection[str], allow_private: bool) -> None:
-        self.trusted = frozenset(host.lower().strip("[]") for host in trusted_hosts)
+    def __init__(self, trusted: Collection[tuple[str, int]], allow_private: bool) -> None:
+        self.trusted = frozenset(_endpoint(host, port) for host, port in trusted)
         self.allow_private = allow_private
         self._cache: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()  # held only around dict operations: safe under gevent too
@@ -41,31 +42,35 @@ class AddressGuard:
     def check(self, url: str) -> str | None:
         """None if `url` may be fetched, else why not, e.g. "blocked: private address 127.0.0.1"."""
         try:
-            host, _ = endpoint_of(url)
+            host, port = endpoint_of(url)
         except InvalidURL as exc:
             return f"blocked: no host to judge ({exc})"
-        if self.allow_private or host.strip("[]") in self.trusted:
+        if self.allow_private or _endpoint(host, port) in self.trusted:
             return None
         return self._verdict(host)
 
-    def check_peer(self, host: str, address: str) -> str | None:
-        """None if a connection to `host` may go on at `address` (where it connected), else why not."""
-        if self.allow_private or host.lower().strip("[]") in self.trusted:
+    def check_peer(self, host: str, port: int, address: str) -> str | None:
+        """None if a connection to `host`:`port` may go on at `address` (where it connected), else why not."""
+        if self.allow_private or _endpoint(host, port) in self.trusted:
             return None
         verdict = _blocked([address.split("%")[0]])
         return verdict and f"{verdict} (connected)"
 
-    def adopt(self, host: str, seed_host: str) -> bool:
-        """Take `host`, where a seed's redirect landed, like a seed (the user meant it), unless that would
+    def adopt(self, target: str, seed: str) -> bool:
+        """Take `target`, where the URL `seed` redirected, like a seed (the user meant it), unless that would
         open private addresses a public seed could not reach: a seed on the internet redirecting to
-        127.0.0.1 or 169.254.169.254 is refused. Whether it was adopted. Only a private `host` (of a
-        private seed) is trusted; a public one needs no trust and stays held to the rule, at connect too."""
-        host, seed_host = host.lower().strip("[]"), seed_host.lower().strip("[]")
+        127.0.0.1 or 169.254.169.254 is refused. Whether it was adopted. Only a private target (of a
+        private seed) is trusted, on its own port; a public one needs no trust and stays held to the rule,
+        at connect too."""
+        try:
+            (host, port), (seed_host, _) = endpoint_of(target), endpoint_of(seed)
+        except InvalidURL:
+            return False
         if self.allow_private or self._verdict(host) is None:
             return True
         if self._verdict(seed_host) is None:
             return False
-        self.trusted = self.trusted | {host}
+        self.trusted = self.trusted | {_endpoint(host, port)}
         return True
 
     def _verdict(self, host: str) -> str | None:
@@ -92,6 +97,11 @@ class AddressGuard:
             self._cache[host] = verdict
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+
+
+def _endpoint(host: str, port: int) -> tuple[str, int]:
+    """(host, port) as the trusted set holds it: the host lowercase, without IPv6 brackets."""
+    return host.lower().strip("[]"), int(port)
 
 
 def _resolve(host: str) -> list[str] | None:
@@ -128,12 +138,13 @@ class PeerChecked:
     and `Blocked` raised when the guard being enforced forbids its peer address."""
 
     host: str
+    port: int
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         guard = _ENFORCED.get()
         if guard is not None:
-            verdict = guard.check_peer(self.host, str(sock.getpeername()[0]))
+            verdict = guard.check_peer(self.host, self.port, str(sock.getpeername()[0]))
             if verdict:
                 sock.close()
                 raise Blocked(verdict)

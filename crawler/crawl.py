@@ -70,7 +70,7 @@ class Crawl:
         politeness = Politeness(limits.per_host, limits.delay)
         self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
                                    obey_robots=not settings.ignore_robots)
-        self.guard = guard = AddressGuard(scope.hosts, settings.allow_private)
+        self.guard = guard = AddressGuard(scope.endpoints, settings.allow_private)
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.pool = start_extraction(settings.parse_workers)
@@ -81,7 +81,7 @@ class Crawl:
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
                                    obey_nofollow=not settings.ignore_robots)
         for seed, target in seed_redirects:  # (an earlier run's: their hosts are seed hosts again)
-            self._adopt(host_of(seed), target)
+            self._adopt(seed, target)
         self.batch = Batch()
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
         self.last_flush = self.last_renew = clock()
@@ -241,19 +241,19 @@ class Crawl:
         host = host_of(outcome.job.url)
         self._finished(host, outcome.response)
         if outcome.job.depth == 0 and outcome.response.redirect_left:
-            self._adopt(host, outcome.response.redirect_left)
+            self._adopt(outcome.job.url, outcome.response.redirect_left)
         self.batch.fetched.append((outcome.job, self.scheduler.politeness.delay_of(host)))
         self._record(outcome)
         if outcome.followed:
             self.jobs.following.release(outcome.followed)
             self._unpark(outcome)
 
-    def _adopt(self, seed_host: str, target: str) -> None:
-        """A seed redirected to another host (http://python.org/ -> https://www.python.org/): that host
-        becomes a seed host, in scope and trusted like one (see AddressGuard.adopt), as wget and
-        Scrapy behave; otherwise the crawl would end at the redirect."""
+    def _adopt(self, seed: str, target: str) -> None:
+        """A seed redirected to another host (http://python.org/ -> https://www.python.org/) or port: that
+        host becomes a seed host, in scope and trusted like one on the target's port (see
+        AddressGuard.adopt), as wget and Scrapy behave; otherwise the crawl would end at the redirect."""
         host = host_of(target)
-        if host not in self.discovery.scope.hosts and self.guard.adopt(host, seed_host):
+        if self.guard.adopt(target, seed) and host not in self.discovery.scope.hosts:
             self.discovery.scope = self.jobs.scope = self.discovery.scope.with_host(host)
 
     def _unpark(self, outcome: Outcome) -> None:

@@ -161,7 +161,7 @@ class JobRunner:
         follow = self._follower(job.url, followed)
         testhook.reached("mid-fetch")
         response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
-                             headers=self.validators.get(job.url))
+                             headers=self.validators.get(job.url), guard=self.guard)
         page = None
         if response.error is None and self.sitemaps.is_sitemap(job.url, response):
             page = self._extract(response, sitemap.extract, self.settings.limits.max_bytes)
@@ -224,7 +224,8 @@ class JobRunner:
             return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
             response = self.robots_answers(origin, lambda: fetch_one(
-                self.engine.session(), url, self.robots_limits, follow=self._robots_hop, tap=self.tap))
+                self.engine.session(), url, self.robots_limits, follow=self._robots_hop, tap=self.tap,
+                guard=self.guard))
         except Exception as exc:  # noqa: BLE001 (a bug, or Redis gone, must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)

@@ -124,6 +124,39 @@ def host_is_ip_literal(host: str) -> bool:
     return True
 
 
+def endpoint_of(url: str) -> tuple[str, int]:
+    """(host, port) that `url` connects to: the host lowercase as written (an IPv6 literal in brackets),
+    the port given or the scheme's default. Raises InvalidURL when there is none (not http(s), no host,
+    a bad port)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from None
+    default = SCHEMES.get(parts.scheme.lower())
+    if default is None:
+        raise InvalidURL("not an http(s) URL")
+    host, port = _split_port(parts.netloc.rpartition("@")[2])
+    if not host:
+        raise InvalidURL("no host")
+    return host.lower(), int(port or default)
+
+
+def literal_address(host: str) -> str | None:
+    """The IP address a lowercase URL host is written as (an IPv6 one in brackets or not), as ipaddress
+    writes it; None for a name, which only a resolver can answer. Raises ValueError for a literal that
+    cannot be classified: an IPv6 zone ("fe80::1%25eth0"), brackets around no IPv6 address, or a host
+    ending in a number that is no IPv4 address. IPv4 is read as the WHATWG URL standard (and the system
+    resolver) reads it: "0x7f.1", "0177.0.0.1" and "2130706433" are 127.0.0.1; "1.2.3.4.5" is nothing."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if bare != host or ":" in bare or "%" in bare:
+        if "%" in bare:
+            raise ValueError("an IPv6 zone")
+        return ipaddress.IPv6Address(bare).compressed
+    if not _ends_in_number(bare):
+        return None
+    return str(ipaddress.IPv4Address(_ipv4_value(bare)))
+
+
 def trap_reason(url: str, max_length: int) -> str | None:
     """Why `url` looks like a crawler trap, or None.
 
@@ -145,10 +178,11 @@ class Scope:
     asking; `allows` applies the rules to the links found along the way."""
 
     mode: str
-    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds
+    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds (any port of them)
     domains: frozenset[str]  # "domain" mode: seed hosts without a leading "www."
     include: tuple[re.Pattern[str], ...] = ()
     exclude: tuple[re.Pattern[str], ...] = ()
+    endpoints: frozenset[tuple[str, int]] = frozenset()  # (host, port) of each seed: the guard trusts those
 
     @classmethod
     def build(
@@ -157,9 +191,11 @@ class Scope:
         """Raise ValueError for an unknown mode or a bad regex, InvalidURL for a bad seed."""
         if mode not in SCOPE_MODES:
             raise ValueError(f"unknown scope {mode!r}; expected one of {', '.join(SCOPE_MODES)}")
-        hosts = frozenset(host_of(normalize(seed)) for seed in seeds)
+        normalized = [normalize(seed) for seed in seeds]
+        hosts = frozenset(host_of(seed) for seed in normalized)
         domains = frozenset(h.removeprefix("www.") for h in hosts)
-        return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude))
+        endpoints = frozenset(endpoint_of(seed) for seed in normalized)
+        return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude), endpoints)
 
     def with_host(self, host: str) -> Scope:
         """This scope with `host` as one more seed host (where a seed's redirect landed)."""
@@ -318,3 +354,46 @@ def _compile_all(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
         except re.error as exc:
             raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
     return tuple(compiled)
+
+
+_IPV4_DIGITS = {10: re.compile(r"[0-9]+"), 8: re.compile(r"[0-7]+"), 16: re.compile(r"[0-9a-f]+")}
+
+
+def _ipv4_parts(host: str) -> list[str]:
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # one trailing dot: the root of the DNS
+    return parts
+
+
+def _ends_in_number(host: str) -> bool:
+    """WHATWG URL "ends in a number": then the host is an IPv4 address or no host at all."""
+    last = _ipv4_parts(host)[-1]
+    try:
+        _ipv4_number(last)
+    except ValueError:
+        return False
+    return True
+
+
+def _ipv4_number(part: str) -> int:
+    """One part of an IPv4 literal: decimal, 0x hexadecimal, or 0 octal. ValueError if none of them."""
+    radix, digits = 10, part
+    if part.startswith("0x"):
+        radix, digits = 16, part[2:]
+    elif len(part) > 1 and part.startswith("0"):
+        radix, digits = 8, part[1:]
+    if not part or (digits and not _IPV4_DIGITS[radix].fullmatch(digits)):
+        raise ValueError(f"{part!r} is no IPv4 number")
+    return int(digits, radix) if digits else 0
+
+
+def _ipv4_value(host: str) -> int:
+    """The 32-bit value of an IPv4 literal of 1 to 4 parts, the last one filling the bytes left."""
+    parts = _ipv4_parts(host)
+    if len(parts) > 4:
+        raise ValueError("more than 4 parts")
+    numbers = [_ipv4_number(part) for part in parts]
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise ValueError("a part out of range")
+    return numbers[-1] + sum(n << 8 * (3 - i) for i, n in enumerate(numbers[:-1]))

@@ -7,6 +7,7 @@ trips them), so each attempt runs inside `watchdog(seconds)`:
     deadline; the socket is found through the connection classes that `WatchedAdapter` mounts, which
     attach themselves to the current attempt (a ContextVar) and detach when returned to the pool.
     Not covered there: DNS resolution and a TLS handshake, bounded only by the connect timeout per recv.
+The same connections check their peer address against the address guard being enforced (crawler.fetch.guard).
 The caller checks `Watch.fired` (or its own clock) after the attempt: a shut-down socket can look like a
 clean end of a read-until-close body.
 """
@@ -28,6 +29,8 @@ from typing import Any
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from crawler.fetch.guard import PeerChecked
 
 
 class Expired(Exception):
@@ -163,11 +166,11 @@ class _Watched:
             watch.attach(self)  # type: ignore[arg-type]
 
 
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
+class _WatchedHTTPConnection(_Watched, PeerChecked, HTTPConnection):
     pass
 
 
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+class _WatchedHTTPSConnection(_Watched, PeerChecked, HTTPSConnection):
     pass
 
 
@@ -190,8 +193,16 @@ class _WatchedHTTPSPool(_Detaching, HTTPSConnectionPool):
 
 
 class WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose pools make watched connections (what the reaper needs to find sockets)."""
+    """An HTTPAdapter whose pools make watched connections (what the reaper needs to find sockets), which
+    also check their peer address (crawler.fetch.guard.PeerChecked)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        """The same watched pools behind an http(s) proxy (--proxy); a SOCKS proxy keeps its own."""
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        return manager

@@ -6,6 +6,7 @@ failure is in `Response.error` ("timeout", "connection error: ...", "too large: 
 The deadline covers connect + headers + body of one attempt; crawler.fetch.deadline owns the watchdog
 that enforces it (a gevent.Timeout, or a reaper thread that shuts the socket down). The byte cap counts
 decoded bytes while urllib3 inflates the body chunk by chunk, so a gzip bomb is never held whole.
+Given a guard, every connection the fetch opens is held to its rule (crawler.fetch.guard: "blocked: ...").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import urllib3
 
 from crawler.fetch.client import CrawlSession
 from crawler.fetch.deadline import Expired, watchdog
+from crawler.fetch.guard import AddressGuard, Blocked, enforcing
 from crawler.records import Response
 from crawler.settings import Limits
 from crawler.urls import InvalidURL, normalize
@@ -38,7 +40,7 @@ RETRY_ERRORS = frozenset({"timeout", "connection error"})
 Tap = Callable[[requests.Response], Callable[[str | None], None]]
 
 # requests' exceptions are OSErrors; anything else (ValueError, TypeError...) is a bug and raises
-_FAILURES = (Expired, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
+_FAILURES = (Expired, Blocked, OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
 
 
 Headers = Mapping[str, str] | None  # extra request headers (a recrawl's validators)
@@ -144,6 +146,8 @@ _KINDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
 
 def _describe(exc: BaseException) -> str:
     """A one-line error whose first word(s) before ':' name the kind."""
+    if isinstance(exc, Blocked):
+        return str(exc)
     if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError):
         return "timeout"
     causes = list(_chain(exc))
@@ -283,16 +287,19 @@ def fetch_one(
     wall: Callable[[], float] = time.time,
     tap: Tap | None = None,
     headers: Headers = None,
+    guard: AddressGuard | None = None,
 ) -> Response:
     """GET `url` (with `headers`) with retries and the redirect hops `follow` accepts; never raises for
     network trouble. A 304 to a conditional GET is an answer like any other (status 304, no body). With
-    `tap`, every exchange (each attempt and hop) is recorded as it happens (crawler.warc)."""
+    `tap`, every exchange (each attempt and hop) is recorded as it happens (crawler.warc). With `guard`,
+    a connection whose peer address the guard forbids fails the attempt with its "blocked: ..." reason."""
     started, fetched_at = clock(), wall()
     invalid = _invalid(url)
     if invalid:
         resp = Response(url=url, final_url=url, error=f"invalid url: {invalid}")
     else:
-        resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), tap, headers)
+        with enforcing(guard):
+            resp = _hops(session, url, limits, follow, _Clocks(clock, sleep, wall), tap, headers)
     resp.url, resp.fetched_at = url, fetched_at
     resp.elapsed_ms = int((clock() - started) * 1000)
     return resp

@@ -258,7 +258,28 @@ def test_a_seed_that_redirects_to_another_host_crawls_that_host(tmp_path: Path, 
 
 def test_only_a_private_seed_may_hand_its_trust_to_a_private_host() -> None:
     guard = AddressGuard([], allow_private=False)
-    assert not guard.adopt("127.0.0.1", "public.invalid")  # the internet may not redirect us inward
+    assert not guard.adopt("http://127.0.0.1/", "http://public.invalid/")  # the internet may not redirect us inward
     assert guard.check("http://127.0.0.1/") is not None
-    assert guard.adopt("127.0.0.2", "127.0.0.1") and guard.check("http://127.0.0.2/") is None
-    assert guard.adopt("public.invalid", "127.0.0.1")
+    assert guard.adopt("http://127.0.0.2:8000/", "http://127.0.0.1/") and guard.check("http://127.0.0.2:8000/") is None
+    assert guard.check("http://127.0.0.2:6379/") is not None  # trusted on the target's port only
+    assert guard.adopt("http://public.invalid/", "http://127.0.0.1/")
+
+
+def test_a_seed_host_is_trusted_on_its_own_port_only(tmp_path: Path, engine: str) -> None:
+    """A page on 127.0.0.1:A links to 127.0.0.1:B (Redis, say): in scope (--scope host compares hosts), but
+    blocked unless --allow-private. A seed redirecting to another port of its host trusts that port."""
+    with serve() as seed, serve() as inner, serve() as moved:
+        secret = inner.url("/secret")
+        seed.mount("/", static(f'<a href="{secret}">s</a>'.encode()))
+        seed.mount("/r", redirect(moved.url("/")))
+        moved.mount("/", static(f'<a href="{secret}">s</a><a href="/m">m</a>'.encode()))
+        moved.mount("/m", static(b"<html>m</html>"))
+        inner.mount("/", static(b"<html>inner</html>"))
+        db = tmp_path / "crawl.db"
+        crawl(db, seed.url("/"), seed.url("/r"), "--engine", engine, "--ignore-robots")
+        assert inner.log == []
+        crawl(db.with_name("allowed.db"), seed.url("/"), "--engine", engine, "--ignore-robots", "--allow-private")
+        assert [hit.path for hit in inner.log] == ["/secret"]
+    assert dict(rows(db, "SELECT url, error FROM pages")) == {
+        seed.url("/"): None, seed.url("/r"): None, secret: "blocked: private address 127.0.0.1",
+        moved.url("/"): None, moved.url("/m"): None}

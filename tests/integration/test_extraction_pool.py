@@ -50,7 +50,7 @@ def worker(fetch_engine: Any, pool: Pool, site: Site, parse_timeout: float = TIM
     settings = Settings(limits=Limits(parse_timeout=parse_timeout), allow_private=True, ignore_robots=True)
     scope = Scope.build([site.url], "host", (), ())
     scheduler = Scheduler(Politeness(4, 0.0), settings.user_agent, 8, obey_robots=False)
-    guard = AddressGuard(scope.hosts, allow_private=True)
+    guard = AddressGuard(scope.endpoints, allow_private=True)
     return JobRunner(fetch_engine, settings, scope, scheduler, guard, lambda url: False, pool)
 
 

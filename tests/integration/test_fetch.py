@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from rebinding import answers
 from servers import OK_HTML, AdversarialServer, serve
 
 from crawler.fetch import ENGINES, load_engine
@@ -312,15 +313,45 @@ def test_redirect_to_an_invalid_url(session, server) -> None:
     ],
 )
 def test_guard_blocks_private_addresses(url: str, address: str) -> None:
-    blocked = AddressGuard({"example.com"}, allow_private=False).check(url)
+    blocked = AddressGuard({("example.com", 80)}, allow_private=False).check(url)
     assert blocked is not None and blocked.startswith(f"blocked: private address {address}")
 
 
 def test_guard_trusted_hosts_and_allow_private_pass_without_resolving(monkeypatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: pytest.fail("resolved"))
-    assert AddressGuard({"LOCALHOST", "127.0.0.1"}, False).check("http://localhost:9/x") is None
-    assert AddressGuard({"127.0.0.1"}, False).check("http://127.0.0.1:9/x") is None
+    assert AddressGuard({("LOCALHOST", 9), ("127.0.0.1", 80)}, False).check("http://localhost:9/x") is None
+    assert AddressGuard({("127.0.0.1", 9)}, False).check("http://127.0.0.1:9/x") is None
+    assert AddressGuard({("[::1]", 443)}, False).check("https://[::1]/") is None
     assert AddressGuard((), True).check("http://10.0.0.1/") is None
+
+
+def test_guard_trusts_a_seed_host_on_its_own_port_only() -> None:
+    """A page on localhost:8000 may not send the crawler to Redis on localhost:6379."""
+    guard = AddressGuard({("127.0.0.1", 8000), ("127.0.0.1", 80)}, False)
+    assert guard.check("http://127.0.0.1:8000/") is None and guard.check("http://127.0.0.1/") is None
+    assert guard.check("http://127.0.0.1:6379/") == "blocked: private address 127.0.0.1"
+    assert guard.check("https://127.0.0.1/") == "blocked: private address 127.0.0.1"  # 443
+    assert guard.check_peer("127.0.0.1", 8000, "127.0.0.1") is None
+    assert guard.check_peer("127.0.0.1", 6379, "127.0.0.1") == "blocked: private address 127.0.0.1 (connected)"
+
+
+@pytest.mark.parametrize(
+    ("url", "blocked"),
+    [
+        ("http://[fe80::1%25eth0]/", "blocked: address literal not understood: [fe80::1%25eth0] (an IPv6 zone)"),
+        ("http://[::1%25lo]:8080/", "blocked: address literal not understood: [::1%25lo] (an IPv6 zone)"),
+        ("http://1.2.3.4.5/", "blocked: address literal not understood: 1.2.3.4.5 (more than 4 parts)"),
+        ("http://999.0.0.1/", "blocked: address literal not understood: 999.0.0.1 (a part out of range)"),
+        ("http://0x7f.1/", "blocked: private address 127.0.0.1"),
+        ("http://[::ffff:10.0.0.1]/", "blocked: private address ::ffff:a00:1"),
+        ("http://93.184.216.34/", None),
+        ("http://[::1/", "blocked: no host to judge (Invalid IPv6 URL)"),
+    ],
+)
+def test_guard_judges_literals_without_resolving(monkeypatch, url: str, blocked: str | None) -> None:
+    """An address literal is judged as written; one it cannot classify is refused, not let through."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: pytest.fail("resolved"))
+    assert AddressGuard({("example.com", 80)}, allow_private=False).check(url) == blocked
 
 
 def fake_resolver(table: dict[str, list[str]], calls: list[str]) -> Callable:
@@ -343,6 +374,21 @@ def test_guard_blocks_if_any_address_is_private_and_caches(monkeypatch) -> None:
     assert guard.check("https://mixed.test/again") == "blocked: private address 10.1.2.3"
     assert calls == ["public.test", "mixed.test"]
     assert guard.check("http://nowhere.test/") is None  # let the fetch fail normally
+
+
+def test_the_rule_holds_for_the_address_connected_to(monkeypatch, session, server) -> None:
+    """DNS rebinding: the guard's lookup of rebind.test gets a public address, the connection's 127.0.0.1.
+    The connection is closed before a request is sent; a trusted host or --allow-private connect."""
+    monkeypatch.setattr(socket, "getaddrinfo", answers({"rebind.test": ["93.184.216.34", "127.0.0.1"]}))
+    url, guard = f"http://rebind.test:{server.port}/ok", AddressGuard({("127.0.0.1", server.port)}, False)
+    assert guard.check(url) is None
+    resp = fetch_one(session, url, FAST, guard=guard)
+    assert (resp.status, resp.error) == (None, "blocked: private address 127.0.0.1 (connected)")
+    hop = fetch_one(session, server.url(f"/redirect-to?url={url}"), FAST, follow=lambda u: True, guard=guard)
+    assert (hop.status, hop.error, hop.final_url) == (None, "blocked: private address 127.0.0.1 (connected)", url)
+    assert [hit.path for hit in server.log] == [f"/redirect-to?url={url}"]
+    assert fetch_one(session, url, FAST, guard=AddressGuard({("rebind.test", server.port)}, False)).status == 200
+    assert fetch_one(session, url, FAST, guard=AddressGuard((), True)).status == 200
 
 
 def test_engines_are_loaded_lazily_by_name() -> None:

@@ -7,9 +7,11 @@ import pytest
 from crawler.urls import (
     InvalidURL,
     Scope,
+    endpoint_of,
     host_is_ip_literal,
     host_of,
     is_private_address,
+    literal_address,
     normalize,
     origin_of,
     resolve,
@@ -379,3 +381,44 @@ def test_is_private_address_rejects_names() -> None:
 )
 def test_host_is_ip_literal(host: str, literal: bool) -> None:
     assert host_is_ip_literal(host) is literal
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),  # one part: all 32 bits
+        ("0x7f.1", "127.0.0.1"),  # hexadecimal; the last part fills the bytes left
+        ("0177.0.0.1", "127.0.0.1"),  # octal
+        ("0x7f.0x0.0.1", "127.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),  # one trailing dot
+        ("0x", "0.0.0.0"),
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        ("[::ffff:127.0.0.1]", "::ffff:7f00:1"),
+        ("example.com", None),
+        ("1.2.3.4.example", None),  # does not end in a number: a name
+        ("localhost", None),
+    ],
+)
+def test_literal_address_reads_literals_as_the_resolver_does(host: str, address: str | None) -> None:
+    assert literal_address(host) == address
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[fe80::1%25eth0]", "fe80::1%eth0", "[::1%25lo]", "[v1.x]", "[example.com]", "1.2.3.4.5", "256.1.1.1",
+     "1.2.3.256", "1.2.65536", "4294967296", "0x7g.1", "09.1.1.1", "example.123", "example.0x", "1..1"],
+)
+def test_literal_address_refuses_what_it_cannot_classify(host: str) -> None:
+    with pytest.raises(ValueError):
+        literal_address(host)
+
+
+def test_endpoint_of() -> None:
+    assert endpoint_of("http://LocalHost:8000/x") == ("localhost", 8000)
+    assert endpoint_of("https://user@example.com/") == ("example.com", 443)
+    assert endpoint_of("http://[::1]/") == ("[::1]", 80)
+    for bad in ("ftp://example.com/", "http:///x", "http://example.com:99999/", "http://[::1/"):
+        with pytest.raises(InvalidURL):
+            endpoint_of(bad)

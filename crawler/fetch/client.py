@@ -5,9 +5,10 @@
 share one cookie store per crawl process (`Client.cookie_store`): a jar per host, bounded, so a site
 that sets a cookie per page cannot grow its Cookie header without end.
 
-The environment's proxy and CA variables (HTTPS_PROXY, REQUESTS_CA_BUNDLE, ...) are not read: a crawl
-runs the same whatever shell resumes it. `notices` names the ones that are set, so the user learns to
-give --proxy / --ca-bundle instead.
+The environment's proxy variables (HTTPS_PROXY, ...) are not read, since NO_PROXY and per-scheme
+proxies would make where a request goes depend on the shell: `notices` names the ones that are set, so
+the user learns to give --proxy. REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are read, as requests reads
+them, when --ca-bundle is not given.
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 5.
 BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab: never in a header value
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 MASK = "***"  # a secret as stored settings show it
-ENVIRONMENT = {
-    "--proxy": ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"),
-    "--ca-bundle": ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"),
-}
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # read as requests reads them, in this order
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,25 @@ class Client:
         return HostCookies() if self.cookies else None
 
 
-def client_for(settings: Settings) -> Client:
+def client_for(settings: Settings, environ: Mapping[str, str] = os.environ) -> Client:
     """The crawl's client; ValueError (one line) for an option no request could be sent with, or a
-    secret a resumed crawl's settings do not hold (see masked_header)."""
+    secret a resumed crawl's settings do not hold (see masked_header). Without --ca-bundle, the CA bundle
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE names is trusted (the machine's, not the crawl's: not stored)."""
     check_user_agent(settings.user_agent)
     check_proxy(settings.proxy)
     if settings.proxy and f":{MASK}@" in settings.proxy:
         raise ValueError("the crawl's --proxy password is not stored with it: give --proxy again")
     if any(text.partition(":")[2].strip() == MASK for text in settings.header):
         raise ValueError("the crawl's credential headers are not stored with it: give every --header again")
-    check_ca_bundle(settings.ca_bundle)
+    check_ca_bundle("--ca-bundle", settings.ca_bundle)
+    ca_bundle = settings.ca_bundle
+    for variable in CA_VARIABLES if ca_bundle is None else ():
+        if environ.get(variable):
+            ca_bundle = environ[variable]
+            check_ca_bundle(variable, ca_bundle)
+            break
     headers = tuple(parse_header(text) for text in settings.header)
-    return Client(settings.user_agent, headers, settings.proxy, settings.ca_bundle, settings.insecure,
-                  settings.cookies)
+    return Client(settings.user_agent, headers, settings.proxy, ca_bundle, settings.insecure, settings.cookies)
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -101,17 +106,16 @@ def check_proxy(proxy: str | None) -> None:
         raise ValueError(f"--proxy {proxy!r}: expected a URL such as http://HOST:PORT")
 
 
-def check_ca_bundle(path: str | None) -> None:
+def check_ca_bundle(named: str, path: str | None) -> None:
     if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
-        raise ValueError(f"--ca-bundle {path}: no readable file there")
+        raise ValueError(f"{named} {path}: no readable file there")
 
 
 def notices(client: Client, environ: Mapping[str, str]) -> list[str]:
     """What the user should know before the crawl sends a request: certificates unchecked, and each set
-    variable other tools read and a crawl does not (when the option that replaces it is not given)."""
-    given = {"--proxy": client.proxy, "--ca-bundle": client.ca_bundle or client.insecure}
-    lines = [f"{name} is set but not used; give {option} to use it"
-             for option, names in ENVIRONMENT.items() if not given[option] for name in names if environ.get(name)]
+    proxy variable (other tools read them, a crawl does not) when --proxy is not given."""
+    unused = [] if client.proxy else [name for name in PROXY_VARIABLES if environ.get(name)]
+    lines = [f"{name} is set but not used; give --proxy to use it" for name in unused]
     return lines + (["--insecure: TLS certificates are not checked"] if client.insecure else [])
 
 

@@ -160,7 +160,7 @@ def test_https_with_a_ca_bundle_or_insecure(tmp_path: Path, engine: str) -> None
     with site(context) as (url, _):
         untrusted = tmp_path / "untrusted.db"
         code, err = crawl(url, "--db", str(untrusted), "--engine", engine, "--max-pages", "1", "--ignore-robots")
-        assert code == 0, err
+        assert code == 4, err  # no page got an answer
         assert statuses(untrusted)[0][2].startswith("ssl: ")
         for options in (("--ca-bundle", str(bundle)), ("--insecure",)):
             db = tmp_path / f"{options[0].strip('-')}.db"
@@ -171,14 +171,29 @@ def test_https_with_a_ca_bundle_or_insecure(tmp_path: Path, engine: str) -> None
             assert "InsecureRequestWarning" not in err
 
 
-def test_the_environments_proxy_and_ca_variables_are_named_not_used(tmp_path: Path) -> None:
+def test_the_environments_proxy_variables_are_named_not_used(tmp_path: Path) -> None:
     with site() as (url, seen):
-        env = {"HTTPS_PROXY": "http://127.0.0.1:9", "REQUESTS_CA_BUNDLE": "/nonexistent.pem"}
+        env = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
         result = run_cli(url, "--db", str(tmp_path / "c.db"), "--max-pages", "1", "--quiet", env=env)
         assert result.returncode == 0, result.stderr
         assert "HTTPS_PROXY is set but not used; give --proxy to use it" in result.stderr
-        assert "REQUESTS_CA_BUNDLE is set but not used; give --ca-bundle to use it" in result.stderr
         assert seen.headers_of("/")
+
+
+def test_requests_ca_bundle_is_trusted_as_requests_trusts_it(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with site(context) as (url, _):
+        db = tmp_path / "c.db"
+        result = run_cli(url, "--db", str(db), "--max-pages", "1", "--quiet", "--ignore-robots",
+                         env={"REQUESTS_CA_BUNDLE": str(bundle), "CURL_CA_BUNDLE": ""})
+        assert result.returncode == 0, result.stderr
+        assert statuses(db)[0][1:] == (200, None)
+    missing = run_cli(url, "--db", str(tmp_path / "m.db"), env={"REQUESTS_CA_BUNDLE": str(tmp_path / "no.pem")})
+    assert missing.returncode == 2 and "REQUESTS_CA_BUNDLE" in missing.stderr
 
 
 @pytest.mark.parametrize(

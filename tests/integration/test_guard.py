@@ -52,7 +52,7 @@ def test_a_name_rebound_to_a_private_address_is_blocked_at_connect(tmp_path: Pat
         ignored = crawl_rebinding(tmp_path / "ignored.db", engine, *seeds[:2], "--ignore-robots")
         assert ignored.returncode == 0, ignored.stderr
         assert inner.log == [], inner.log
-    refused = f"blocked: robots.txt unreachable ({CONNECTED})"
+    refused = f"{CONNECTED} (at robots.txt)"
     pages = errors(tmp_path / "obeyed.db")
     assert pages[robots.url("/")] == refused
     assert pages[f"http://link.rebind.test{at}/secret"] == pages[f"http://seed.rebind.test{at}/"] == refused

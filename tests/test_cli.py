@@ -79,6 +79,12 @@ def test_sql_refuses_writes_and_the_data_stays(crawled: Path, query: str) -> Non
         assert conn.execute("SELECT count(*), count(title) FROM pages").fetchone() == (12, 12)
 
 
+def test_sql_refuses_fts3_tokenizer_with_one_line(crawled: Path) -> None:
+    result = run_cli("sql", "SELECT hex(fts3_tokenizer('simple'))", "--db", str(crawled))
+    assert_one_line_error(result, 2, "crawl: refused: fts3_tokenizer() reaches outside the crawl's tables")
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+
+
 def test_sql_error_and_missing_database(crawled: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("sql", "SELECT nope FROM pages", "--db", str(crawled)), 2, "nope")
     assert_one_line_error(run_cli("sql", "SELECT 1", "--db", str(tmp_path / "none.db")), 2, "none.db")

@@ -135,6 +135,22 @@ def test_sqlite_writes_are_refused(
     )
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT fts3_tokenizer('simple')",  # a native pointer out of the process
+    "SELECT FTS3_TOKENIZER('simple', x'4141414141414141')",  # and one in
+    "SELECT url FROM pages WHERE length(fts3_tokenizer('porter')) > 0",
+    "SELECT load_extension('/nonexistent/evil.so')",
+])  # fmt: skip
+def test_sqlite_functions_that_reach_outside_are_refused(sqlite_crawl: str, sql: str) -> None:
+    with pytest.raises(QueryError, match=r"^refused: (?i:fts3_tokenizer|load_extension)\(\) reaches outside"):
+        run_readonly(sqlite_crawl, sql)
+
+
+def test_sqlite_schema_is_not_trusted(sqlite_crawl: str) -> None:
+    """A hostile file's views and triggers may call only the functions SQLite marks innocuous."""
+    assert run_readonly(sqlite_crawl, "PRAGMA trusted_schema")[1] == [(0,)]
+
+
 def test_sql_errors(db: str) -> None:
     with pytest.raises(QueryError, match="^SQL error: .*nope"):
         run_readonly(db, "SELECT * FROM nope")

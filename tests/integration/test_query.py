@@ -81,6 +81,21 @@ def test_sqlite_introspection_runs(sqlite_crawl: str, sql: str) -> None:
     assert run_readonly(sqlite_crawl, sql)[1]
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT name, type, pk FROM pragma_table_info('pages')",
+    "SELECT m.name, c.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS c WHERE m.type = 'table'",
+    "SELECT * FROM main.pragma_table_xinfo('pages')",
+    "SELECT * FROM pragma_index_list('pages')",
+    "SELECT * FROM pragma_foreign_key_list('links')",
+    "SELECT * FROM pragma_journal_mode",
+    "SELECT * FROM pragma_table_info('pages_fts')",
+])  # fmt: skip
+def test_sqlite_table_valued_pragmas_are_reads(sqlite_crawl: str, sql: str) -> None:
+    """A PRAGMA function opens its virtual table (SQLite asks the authorizer for UPDATE of
+    sqlite_master to do so); it reads, and runs."""
+    assert run_readonly(sqlite_crawl, sql)[1]
+
+
 WRITES = [
     ("DELETE FROM pages", "DELETE"),
     ("UPDATE pages SET status = 500", "UPDATE"),
@@ -104,6 +119,8 @@ SQLITE_WRITES = [
     ("PRAGMA journal_mode = DELETE", "PRAGMA journal_mode=DELETE"),
     ("PRAGMA user_version = 5", "PRAGMA user_version=5"),
     ("PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint"),
+    ("SELECT * FROM pragma_optimize", "PRAGMA optimize"),
+    ("PRAGMA main.user_version = 7", "PRAGMA user_version=7"),
     ("VACUUM INTO 'copy.db'", "VACUUM"),
     ("REPLACE INTO crawls (id, started_at, status, seeds, settings) VALUES (1, 'x', 'x', '', '')", "REPLACE"),
     ("EXPLAIN DELETE FROM pages", "DELETE"),

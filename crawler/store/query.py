@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import Connection, Row, create_engine, func, select
@@ -35,7 +34,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from crawler.export import WRITERS, page_rows, plain
-from crawler.store.db import StoreError, database_url, first_line, make_engine
+from crawler.store.db import (
+    StoreError,
+    check_sqlite_path,
+    database_url,
+    first_line,
+    make_engine,
+    sqlite_readonly_connect,
+)
 from crawler.store.schema import UtcDateTime, crawls, pages, runs
 from crawler.terminal import safe
 
@@ -77,6 +83,7 @@ OUTSIDE = re.compile(
 MAX_CELL = 60  # characters shown per cell in table format
 MAX_TABLE_ROWS = 1000  # rows the table format shows (it aligns them, so it holds them); csv/json/jsonl: all
 PROGRESS_OPS = 10_000  # SQLite VM steps between two calls of the progress handler
+READ_TIMEOUT = 30.0  # seconds a query waits for a lock (a WAL reader meets one only while a file recovers)
 FETCH_ROWS = 500  # rows read from the cursor at a time
 
 
@@ -149,12 +156,11 @@ def authorize(
 
 @contextmanager
 def sqlite_readonly(path: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
-    if not path or not Path(path).is_file():
-        raise QueryError(f"no database at {path}")
     try:
-        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as e:
-        raise QueryError(f"cannot open {path}: {e}") from None
+        check_sqlite_path(path, create=False, write=False)
+        conn = sqlite_readonly_connect(path, READ_TIMEOUT)
+    except StoreError as e:
+        raise QueryError(str(e)) from None
     denied: list[str] = []
     try:
         sqlite_call(path, denied, fence, conn, denied)
@@ -165,9 +171,8 @@ def sqlite_readonly(path: str, sql: str) -> Iterator[tuple[list[str], Iterator[t
 
 
 def fence(conn: sqlite3.Connection, denied: list[str]) -> None:
-    """Trusted schema off, the authorizer on (recording in `denied`), and a progress handler that lets
-    Python run its SIGINT handler mid-query."""
-    conn.execute("PRAGMA trusted_schema = OFF")
+    """The authorizer on (recording in `denied`), and a progress handler that lets Python run its SIGINT
+    handler mid-query."""
     conn.set_authorizer(partial(authorize, denied, UNSAFE | direct_only(conn)))
     conn.set_progress_handler(lambda: 0, PROGRESS_OPS)
 
@@ -269,10 +274,10 @@ def postgres_message(error: Exception) -> str:
 
 @contextmanager
 def reading(db: str, doing: str) -> Iterator[Connection]:
-    """A connection to `db` as it is (never migrated nor created); failures as QueryErrors saying
-    `cannot <doing>: <reason>`."""
+    """A connection to `db` as it is (read-only: never migrated nor created, nothing changed); failures
+    as QueryErrors saying `cannot <doing>: <reason>`."""
     try:
-        engine = make_engine(db, create=False)
+        engine = make_engine(db, readonly=True)
     except StoreError as e:
         raise QueryError(str(e)) from None
     try:
@@ -280,6 +285,8 @@ def reading(db: str, doing: str) -> Iterator[Connection]:
             yield conn
     except SQLAlchemyError as e:
         raise QueryError(f"cannot {doing}: {first_line(e)}") from None
+    except StoreError as e:
+        raise QueryError(str(e)) from None
     finally:
         engine.dispose()
 

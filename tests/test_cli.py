@@ -119,6 +119,16 @@ def test_unwritable_db(tmp_path: Path) -> None:
     assert_one_line_error(result, 1, "crawl: ")
 
 
+def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs.db"
+    with sqlite3.connect(theirs) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    before = theirs.read_bytes()
+    result = run_cli("http://127.0.0.1:9/", "--db", str(theirs))
+    assert_one_line_error(result, 2, "holds another application's tables (customers) and no alembic_version")
+    assert len(result.stderr.splitlines()) == 1 and theirs.read_bytes() == before
+
+
 def test_nothing_to_resume(db: Path) -> None:
     assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
 

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
@@ -45,6 +45,10 @@ GIVE_UP_OPTION = "crawler_give_up"  # a callable: when true, a write stops waiti
 
 class StoreError(Exception):
     """The database cannot be opened, migrated or written; the message is one line for humans."""
+
+
+class DatabaseRefused(StoreError):
+    """A database a crawl will not use (another application's): bad input, not a failure."""
 
 
 def database_url(db: str) -> str:
@@ -123,6 +127,37 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(alembic_config(conn), "head")
 
     run_write(engine, migrate)
+
+
+def refuse_foreign(db: str) -> None:
+    """DatabaseRefused if `db` holds tables but no alembic_version: another application's database,
+    which migrating would write into."""
+    names = table_names(db)
+    if names and "alembic_version" not in names:
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise DatabaseRefused(f"{shown(make_url(database_url(db)))} holds another application's tables "
+                              f"({listed}) and no alembic_version: not migrating into it; give a new file "
+                              "or an empty database")
+
+
+def table_names(db: str) -> list[str] | None:
+    """The tables of `db`, read through a read-only engine (nothing is created, migrated or changed,
+    not even SQLite's journal mode); [] for a SQLite file not there yet; None if they cannot be read
+    (opening `db` to write says why)."""
+    url = make_url(database_url(db))
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return []
+    try:
+        engine = make_engine(db, readonly=True)
+    except StoreError:
+        return None
+    try:
+        with engine.connect() as conn:
+            return sorted(inspect(conn).get_table_names())
+    except (StoreError, SQLAlchemyError):
+        return None
+    finally:
+        engine.dispose()
 
 
 def check_sqlite_path(path: str | None, create: bool, write: bool = True) -> None:

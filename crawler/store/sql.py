@@ -31,6 +31,7 @@ from crawler.store.db import (
     StoreError,
     make_engine,
     reason,
+    refuse_foreign,
     run_write,
     shown,
     upgrade,
@@ -46,8 +47,10 @@ STALE = 60.0  # a run on another machine whose heartbeat is older than this is t
 def open_store(
     db: str, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT, lock_wait: float = LOCK_WAIT
 ) -> Store:
-    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible."""
+    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible,
+    DatabaseRefused if it is another application's."""
     engine = make_engine(db, create=create, busy_timeout=busy_timeout)
+    refuse_foreign(db)  # before the first connection, which would set SQLite's journal mode
     try:
         with engine.connect():  # a server that is not there fails here, at once (writes retry later)
             pass

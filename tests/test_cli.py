@@ -131,6 +131,18 @@ def test_another_applications_database_is_refused(tmp_path: Path) -> None:
 
 def test_nothing_to_resume(db: Path) -> None:
     assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
+    assert list(db.parent.iterdir()) == []  # no file created, nothing migrated
+    db.write_bytes(b"")  # an empty file: no crawls either, and it stays empty
+    assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
+    assert [p.name for p in db.parent.iterdir()] == [db.name] and db.read_bytes() == b""
+
+
+@pytest.mark.parametrize("command", [["http://127.0.0.1:9/"], [], ["sql", "SELECT 1"], ["stats"]])
+@pytest.mark.parametrize("memory", [":memory:", "sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_database_is_refused(tmp_path: Path, command: list[str], memory: str) -> None:
+    result = run_cli(*command, "--db", memory, cwd=tmp_path)
+    assert_one_line_error(result, 2, "crawl: an in-memory SQLite database is empty and gone when the command ends")
+    assert len(result.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_seed_is_an_error_row_and_exit_0(db: Path) -> None:

@@ -48,12 +48,15 @@ class StoreError(Exception):
 
 
 class DatabaseRefused(StoreError):
-    """A database a crawl will not use (another application's): bad input, not a failure."""
+    """A database a crawl will not use (in memory, another application's): bad input, not a failure."""
 
 
 def database_url(db: str) -> str:
     """A SQLAlchemy URL for `db`: a bare path becomes sqlite:///<absolute path>; postgresql:// (and
-    postgres://) use psycopg 3, the driver that ships with crawler; other URLs pass through."""
+    postgres://) use psycopg 3, the driver that ships with crawler; other URLs pass through. `:memory:`
+    is SQLite's name for an in-memory database, not a file's (`./:memory:` is one)."""
+    if db == ":memory:":
+        return "sqlite:///:memory:"
     for scheme in ("postgresql://", "postgres://"):
         if db.startswith(scheme):
             return "postgresql+psycopg://" + db.removeprefix(scheme)
@@ -145,7 +148,8 @@ def table_names(db: str) -> list[str] | None:
     not even SQLite's journal mode); [] for a SQLite file not there yet; None if they cannot be read
     (opening `db` to write says why)."""
     url = make_url(database_url(db))
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
         return []
     try:
         engine = make_engine(db, readonly=True)
@@ -164,7 +168,8 @@ def check_sqlite_path(path: str | None, create: bool, write: bool = True) -> Non
     """Refuse, with a readable message, the paths SQLite would fail on with a bare 'unable to open'
     (to `write`, SQLite needs the directory too, for its journal)."""
     if not path or path == ":memory:":
-        raise StoreError("an in-memory SQLite database cannot hold a crawl; give a file path")
+        raise DatabaseRefused("an in-memory SQLite database is empty and gone when the command ends, so it "
+                              "cannot hold a crawl: give a file path (./:memory: names a file)")
     file, parent = Path(path), Path(path).parent
     if file.is_dir():
         raise StoreError(f"{path} is a directory, not a database file")

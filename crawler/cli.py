@@ -21,7 +21,7 @@ from crawler import __version__, distributed, runner
 from crawler.export import page_fields
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
-from crawler.store.db import StoreError, without_password
+from crawler.store.db import DatabaseRefused, StoreError, without_password
 from crawler.store.query import (
     CRAWL_COLUMNS,
     QueryError,
@@ -45,7 +45,7 @@ QUIET_OPTION = click.option("--quiet", "-q", is_flag=True,
                             help="No progress display and no summary line (warnings and errors still show). "
                                  "This run only: a resume is not quiet unless told.")
 USER_ERRORS: dict[type[Exception], int] = {
-    SeedError: 2, runner.NothingToResume: 2, distributed.FrontierUnreachable: 1, runner.CrawlBusy: 1, QueryError: 2, StoreError: 1, ValueError: 2,
+    SeedError: 2, runner.NothingToResume: 2, distributed.FrontierUnreachable: 1, runner.CrawlBusy: 1, QueryError: 2, DatabaseRefused: 2, StoreError: 1, ValueError: 2,
 }
 
 

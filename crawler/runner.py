@@ -29,7 +29,7 @@ from crawler.jobs import RobotsAnswers
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
-from crawler.store.db import StoreError, without_password
+from crawler.store.db import StoreError, table_names, without_password
 from crawler.store.schema import INTERRUPTED
 from crawler.store.sql import Store, open_store
 from crawler.urls import Scope, host_of
@@ -131,12 +131,15 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
     Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done. A crawl
     a live process still works on is not touched (CrawlBusy): its claims are that process's.
     """
+    names = table_names(db)  # read-only: a database with no crawls is neither created nor migrated
+    if names is not None and "crawls" not in names:
+        raise nothing_to_resume(db)
     with Stop().installed(exiting=True) as stop:
         store = opened(db, stop)
         try:
             latest = store.latest_unfinished()
             if latest is None:
-                raise NothingToResume(f"nothing to resume in {without_password(db)}: give SEEDS to start a crawl")
+                raise nothing_to_resume(db)
             crawl_id, seeds, settings_json = latest
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
@@ -146,6 +149,10 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
             return _run(settings, store, crawl_id, seeds, scope, stop)
         finally:
             store.close()
+
+
+def nothing_to_resume(db: str) -> NothingToResume:
+    return NothingToResume(f"nothing to resume in {without_password(db)}: give SEEDS to start a crawl")
 
 
 def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Result:

@@ -80,6 +80,12 @@ def test_sql_refuses_writes_and_the_data_stays(crawled: Path, query: str) -> Non
         assert conn.execute("SELECT count(*), count(title) FROM pages").fetchone() == (12, 12)
 
 
+def test_sql_refuses_fts3_tokenizer_with_one_line(crawled: Path) -> None:
+    result = run_cli("sql", "SELECT hex(fts3_tokenizer('simple'))", "--db", str(crawled))
+    assert_one_line_error(result, 2, "crawl: refused: fts3_tokenizer() reaches outside the crawl's tables")
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+
+
 def test_sql_error_and_missing_database(crawled: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("sql", "SELECT nope FROM pages", "--db", str(crawled)), 2, "nope")
     assert_one_line_error(run_cli("sql", "SELECT 1", "--db", str(tmp_path / "none.db")), 2, "none.db")
@@ -114,8 +120,30 @@ def test_unwritable_db(tmp_path: Path) -> None:
     assert_one_line_error(result, 1, "crawl: ")
 
 
+def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs.db"
+    with sqlite3.connect(theirs) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    before = theirs.read_bytes()
+    result = run_cli("http://127.0.0.1:9/", "--db", str(theirs))
+    assert_one_line_error(result, 2, "holds another application's tables (customers) and no alembic_version")
+    assert len(result.stderr.splitlines()) == 1 and theirs.read_bytes() == before
+
+
 def test_nothing_to_resume(db: Path) -> None:
     assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
+    assert list(db.parent.iterdir()) == []  # no file created, nothing migrated
+    db.write_bytes(b"")  # an empty file: no crawls either, and it stays empty
+    assert_one_line_error(run_cli("--db", str(db)), 2, "nothing to resume")
+    assert [p.name for p in db.parent.iterdir()] == [db.name] and db.read_bytes() == b""
+
+
+@pytest.mark.parametrize("command", [["http://127.0.0.1:9/"], [], ["sql", "SELECT 1"], ["stats"]])
+@pytest.mark.parametrize("memory", [":memory:", "sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_database_is_refused(tmp_path: Path, command: list[str], memory: str) -> None:
+    result = run_cli(*command, "--db", memory, cwd=tmp_path)
+    assert_one_line_error(result, 2, "crawl: an in-memory SQLite database is empty and gone when the command ends")
+    assert len(result.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ locked by another process for longer than the busy timeout is retried with backo
 `lock_wait` seconds, then reported as a StoreError. Every failure to open, migrate or write reaches
 the caller as a StoreError with a one-line message, never a driver traceback.
 
-The schema is migrated with alembic on open (`upgrade`), the same way the tests do it.
+The schema is migrated with alembic on open (`upgrade`), the same way the tests do it. A reader
+(`make_engine(readonly=True)`, `sqlite_readonly_connect`) changes nothing: the file is opened with
+`mode=ro`, its journal mode left as it is, and a file or directory the user cannot write is fine.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
 
@@ -44,9 +48,16 @@ class StoreError(Exception):
     """The database cannot be opened, migrated or written; the message is one line for humans."""
 
 
+class DatabaseRefused(StoreError):
+    """A database a crawl will not use (in memory, another application's): bad input, not a failure."""
+
+
 def database_url(db: str) -> str:
     """A SQLAlchemy URL for `db`: a bare path becomes sqlite:///<absolute path>; postgresql:// (and
-    postgres://) use psycopg 3, the driver that ships with crawler; other URLs pass through."""
+    postgres://) use psycopg 3, the driver that ships with crawler; other URLs pass through. `:memory:`
+    is SQLite's name for an in-memory database, not a file's (`./:memory:` is one)."""
+    if db == ":memory:":
+        return "sqlite:///:memory:"
     for scheme in ("postgresql://", "postgres://"):
         if db.startswith(scheme):
             return "postgresql+psycopg://" + db.removeprefix(scheme)
@@ -126,15 +137,51 @@ def upgrade(engine: Engine) -> None:
     run_write(engine, migrate)
 
 
-def check_sqlite_path(path: str | None, create: bool) -> None:
-    """Refuse, with a readable message, the paths SQLite would fail on with a bare 'unable to open'."""
+def refuse_foreign(db: str) -> None:
+    """DatabaseRefused if `db` holds tables but no alembic_version: another application's database,
+    which migrating would write into."""
+    names = table_names(db)
+    if names and "alembic_version" not in names:
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise DatabaseRefused(f"{shown(make_url(database_url(db)))} holds another application's tables "
+                              f"({listed}) and no alembic_version: not migrating into it; give a new file "
+                              "or an empty database")
+
+
+def table_names(db: str) -> list[str] | None:
+    """The tables of `db`, read through a read-only engine (nothing is created, migrated or changed,
+    not even SQLite's journal mode); [] for a SQLite file not there yet; None if they cannot be read
+    (opening `db` to write says why)."""
+    url = make_url(database_url(db))
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
+        return []
+    try:
+        engine = make_engine(db, readonly=True)
+    except StoreError:
+        return None
+    try:
+        with engine.connect() as conn:
+            return sorted(inspect(conn).get_table_names())
+    except (StoreError, SQLAlchemyError):
+        return None
+    finally:
+        engine.dispose()
+
+
+def check_sqlite_path(path: str | None, create: bool, write: bool = True) -> None:
+    """Refuse, with a readable message, the paths SQLite would fail on with a bare 'unable to open'
+    (to `write`, SQLite needs the directory too, for its journal)."""
     if not path or path == ":memory:":
-        raise StoreError("an in-memory SQLite database cannot hold a crawl; give a file path")
+        raise DatabaseRefused("an in-memory SQLite database is empty and gone when the command ends, so it "
+                              "cannot hold a crawl: give a file path (./:memory: names a file)")
     file, parent = Path(path), Path(path).parent
     if file.is_dir():
         raise StoreError(f"{path} is a directory, not a database file")
     if not file.exists() and not create:
         raise StoreError(f"no database at {path}")
+    if not write:
+        return
     if not parent.is_dir():
         problem = "is not a directory" if parent.exists() else "does not exist"
         raise StoreError(f"cannot create {path}: {parent} {problem}")
@@ -142,14 +189,64 @@ def check_sqlite_path(path: str | None, create: bool) -> None:
         raise StoreError(f"cannot write to directory {parent} (SQLite needs it for its journal)")
 
 
-def sqlite_engine(url: URL, busy_timeout: float) -> Engine:
-    """A SQLite engine in WAL mode that emits its own BEGIN (IMMEDIATE for writes, see run_write)."""
-    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+def sqlite_readonly_connect(path: str, timeout: float) -> sqlite3.Connection:
+    """`path` opened read-only (`mode=ro`), with trusted_schema off (a view or trigger of the file calls
+    only functions SQLite marks innocuous); StoreError if it cannot be read.
+
+    A WAL database needs its -shm file, which SQLite cannot create in a directory the user may not
+    write (SQLITE_READONLY_DIRECTORY): with no -wal file beside it, every commit is in the file itself,
+    which is then read as `immutable` (without locks: a writer would need that directory, so only one
+    with more rights than this user could write meanwhile); with one, the commits in it cannot be
+    read, and the open fails."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        try:
+            conn = opened(uri, timeout)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorname != "SQLITE_READONLY_DIRECTORY" or Path(f"{path}-wal").exists():
+                raise
+            conn = opened(uri + "&immutable=1", timeout)
+    except sqlite3.Error as e:
+        raise StoreError(open_failure(path, e)) from None
+    conn.execute("PRAGMA trusted_schema = OFF")
+    return conn
+
+
+def open_failure(path: str, error: sqlite3.Error) -> str:
+    """Why SQLite could not open `path` to read it, in one line."""
+    parent = Path(path).parent
+    if "file is not a database" in str(error):
+        return f"{path} is not a SQLite database"
+    if Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists() and not os.access(parent, os.W_OK):
+        return (f"cannot read {path}: the commits in its -wal file need a -shm file, which SQLite cannot "
+                f"create in {parent} (not writable)")
+    return f"cannot open {path}: {first_line(error)}"
+
+
+def opened(uri: str, timeout: float) -> sqlite3.Connection:
+    """A connection to the SQLite file `uri`, its header read (SQLite opens a file lazily)."""
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    try:
+        conn.execute("PRAGMA schema_version").fetchall()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def sqlite_engine(url: URL, busy_timeout: float, readonly: bool = False) -> Engine:
+    """A SQLite engine that emits its own BEGIN (IMMEDIATE for writes, see run_write): in WAL mode, or,
+    `readonly`, through sqlite_readonly_connect, changing nothing."""
+    if readonly:
+        opener = partial(sqlite_readonly_connect, url.database or "", busy_timeout)
+        engine = create_engine(url, creator=opener, poolclass=NullPool)
+    else:
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, not the sqlite3 module
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):  # (the busy timeout is `timeout`)
+        for pragma in () if readonly else ("journal_mode=WAL", "synchronous=NORMAL"):  # (timeout: busy)
             dbapi_connection.execute(f"PRAGMA {pragma}").fetchall()
 
     @event.listens_for(engine, "begin")
@@ -159,13 +256,15 @@ def sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     return engine
 
 
-def make_engine(db: str, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
-    """An engine for `db` (path or URL): SQLite set up for a crawl, or PostgreSQL."""
+def make_engine(db: str, *, create: bool = True, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT
+                ) -> Engine:
+    """An engine for `db` (path or URL): SQLite set up for a crawl (or, `readonly`, to read an existing
+    file as it is), or PostgreSQL."""
     url = make_url(database_url(db))
     backend = url.get_backend_name()
     if backend == "sqlite":
-        check_sqlite_path(url.database, create)
-        return sqlite_engine(url, busy_timeout)
+        check_sqlite_path(url.database, create and not readonly, write=not readonly)
+        return sqlite_engine(url, busy_timeout, readonly)
     if backend == "postgresql":
         return create_engine(url, pool_pre_ping=True)  # a server restarted: stale connections are replaced
     raise StoreError(f"unsupported database {url.drivername!r}: use a SQLite path or a postgresql:// URL")

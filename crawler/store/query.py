@@ -2,7 +2,10 @@
 
 A query may read, never write. Three fences, any one of which refuses a write:
 1. the statement must start with a reading keyword (SELECT, WITH, VALUES, EXPLAIN, PRAGMA, TABLE, SHOW);
-2. SQLite: the file is opened read-only (`mode=ro`) and an authorizer allows only reads, functions,
+2. SQLite: the file is opened read-only (`mode=ro`), with trusted_schema off (a view or trigger of a
+   hostile file calls no function SQLite does not mark innocuous), and an authorizer allows only
+   reads, functions but the UNSAFE ones (reaching outside the database: fts3_tokenizer's native
+   pointers, load_extension, the shell's file functions, whatever SQLite marks direct-only),
    recursive CTEs and introspection PRAGMAs; PostgreSQL: a READ ONLY transaction, rolled back, and,
    when the connection is a superuser's (who may read server files, signal backends...), the role
    pg_read_all_data for the query (PostgreSQL 14+; older servers refuse a superuser); functions that
@@ -23,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import Connection, Row, create_engine, func, select
@@ -32,7 +34,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from crawler.export import WRITERS, page_rows, plain
-from crawler.store.db import StoreError, database_url, first_line, make_engine
+from crawler.store.db import (
+    StoreError,
+    check_sqlite_path,
+    database_url,
+    first_line,
+    make_engine,
+    sqlite_readonly_connect,
+)
 from crawler.store.schema import UtcDateTime, crawls, pages, runs
 from crawler.terminal import safe
 
@@ -45,6 +54,10 @@ INTROSPECTION = {  # PRAGMAs that only read, whatever their argument
     "foreign_key_list", "database_list", "collation_list", "function_list", "module_list", "pragma_list",
     "compile_options", "integrity_check", "quick_check",
 }  # fmt: skip
+# SQLite functions and table-valued functions that reach outside the database (pointers, native code,
+# files: the last four are the sqlite3 shell's, refused should a build carry them)
+UNSAFE = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit", "fsdir", "zipfile"}
+DIRECT_ONLY = 0x80000  # SQLITE_DIRECTONLY in pragma_function_list.flags: SQLite's own "unsafe" mark
 ACTING = {"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory"}  # act even without a value
 ACTIONS = {  # authorizer action code -> what the message calls it
     getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
@@ -70,6 +83,7 @@ OUTSIDE = re.compile(
 MAX_CELL = 60  # characters shown per cell in table format
 MAX_TABLE_ROWS = 1000  # rows the table format shows (it aligns them, so it holds them); csv/json/jsonl: all
 PROGRESS_OPS = 10_000  # SQLite VM steps between two calls of the progress handler
+READ_TIMEOUT = 30.0  # seconds a query waits for a lock (a WAL reader meets one only while a file recovers)
 FETCH_ROWS = 500  # rows read from the cursor at a time
 
 
@@ -119,36 +133,54 @@ def check_keyword(sql: str) -> None:
         )
 
 
-def authorize(denied: list[str], action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
-    """sqlite3 authorizer: reads only; the first denied action is recorded for the message."""
+def authorize(
+    denied: list[str], unsafe: set[str], action: int, arg1: str | None, arg2: str | None, *_: object
+) -> int:
+    """sqlite3 authorizer: reads only, and no function in `unsafe`; why the first denied action was
+    denied is recorded for the message."""
+    named = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1 if action == sqlite3.SQLITE_READ else None
+    if named is not None and named.lower() in unsafe:
+        denied.append(f"{named}() reaches outside the crawl's tables")
+        return sqlite3.SQLITE_DENY
     if action in ALLOWED or (action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master"):
         return sqlite3.SQLITE_OK  # (opening the FTS5 table pages_fts asks that of sqlite_master; mode=ro holds)
     if action == sqlite3.SQLITE_PRAGMA and arg1 is not None:
         name = arg1.lower()
         if name in INTROSPECTION or (arg2 is None and name not in ACTING):
             return sqlite3.SQLITE_OK
-        denied.append(f"PRAGMA {arg1}" + (f"={arg2}" if arg2 is not None else ""))
+        denied.append(f"the query writes (PRAGMA {arg1}" + (f"={arg2})" if arg2 is not None else ")"))
         return sqlite3.SQLITE_DENY
-    denied.append(ACTIONS.get(action, f"action {action}"))
+    denied.append(f"the query writes ({ACTIONS.get(action, f'action {action}')})")
     return sqlite3.SQLITE_DENY
 
 
 @contextmanager
 def sqlite_readonly(path: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
-    if not path or not Path(path).is_file():
-        raise QueryError(f"no database at {path}")
     try:
-        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as e:
-        raise QueryError(f"cannot open {path}: {e}") from None
+        check_sqlite_path(path, create=False, write=False)
+        conn = sqlite_readonly_connect(path, READ_TIMEOUT)
+    except StoreError as e:
+        raise QueryError(str(e)) from None
     denied: list[str] = []
-    conn.set_authorizer(partial(authorize, denied))
-    conn.set_progress_handler(lambda: 0, PROGRESS_OPS)  # lets Python run its SIGINT handler mid-query
     try:
+        sqlite_call(path, denied, fence, conn, denied)
         cursor = sqlite_call(path, denied, conn.execute, sql)
         yield [d[0] for d in cursor.description or ()], sqlite_rows(path, denied, cursor)
     finally:
         conn.close()
+
+
+def fence(conn: sqlite3.Connection, denied: list[str]) -> None:
+    """The authorizer on (recording in `denied`), and a progress handler that lets Python run its SIGINT
+    handler mid-query."""
+    conn.set_authorizer(partial(authorize, denied, UNSAFE | direct_only(conn)))
+    conn.set_progress_handler(lambda: 0, PROGRESS_OPS)
+
+
+def direct_only(conn: sqlite3.Connection) -> set[str]:
+    """The functions SQLite marks direct-only (never from a view or trigger: it deems them unsafe)."""
+    listed = conn.execute("SELECT name, flags FROM pragma_function_list").fetchall()
+    return {name.lower() for name, flags in listed if flags & DIRECT_ONLY}
 
 
 def sqlite_rows(path: str, denied: list[str], cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
@@ -175,7 +207,7 @@ def sqlite_call(path: str, denied: list[str], fn: Callable[..., T], *args: Any) 
 
 def sqlite_message(path: str, error: sqlite3.Error, denied: list[str]) -> str:
     if denied:
-        return f"refused: the query writes ({denied[0]})"
+        return f"refused: {denied[0]}"
     if "readonly database" in str(error):
         return "refused: the query writes"
     if "file is not a database" in str(error):
@@ -242,10 +274,10 @@ def postgres_message(error: Exception) -> str:
 
 @contextmanager
 def reading(db: str, doing: str) -> Iterator[Connection]:
-    """A connection to `db` as it is (never migrated nor created); failures as QueryErrors saying
-    `cannot <doing>: <reason>`."""
+    """A connection to `db` as it is (read-only: never migrated nor created, nothing changed); failures
+    as QueryErrors saying `cannot <doing>: <reason>`."""
     try:
-        engine = make_engine(db, create=False)
+        engine = make_engine(db, readonly=True)
     except StoreError as e:
         raise QueryError(str(e)) from None
     try:
@@ -253,6 +285,8 @@ def reading(db: str, doing: str) -> Iterator[Connection]:
             yield conn
     except SQLAlchemyError as e:
         raise QueryError(f"cannot {doing}: {first_line(e)}") from None
+    except StoreError as e:
+        raise QueryError(str(e)) from None
     finally:
         engine.dispose()
 

@@ -31,6 +31,7 @@ from crawler.store.db import (
     StoreError,
     make_engine,
     reason,
+    refuse_foreign,
     run_write,
     shown,
     upgrade,
@@ -51,10 +52,11 @@ def open_store(
     lock_wait: float = LOCK_WAIT,
     give_up: Callable[[], bool] | None = None,
 ) -> Store:
-    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible.
-    Every write, the migration's included, stops waiting for a locked database once `give_up()` (a
-    crawl stopping)."""
+    """Open (creating and migrating as needed) the database at `db`; StoreError if that is impossible,
+    DatabaseRefused if it is another application's. Every write, the migration's included, stops
+    waiting for a locked database once `give_up()` (a crawl stopping)."""
     engine = make_engine(db, create=create, busy_timeout=busy_timeout)
+    refuse_foreign(db)  # before the first connection, which would set SQLite's journal mode
     store = Store(engine, lock_wait, give_up)
     try:
         with engine.connect():  # a server that is not there fails here, at once (writes retry later)

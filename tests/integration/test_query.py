@@ -5,9 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from crawler.records import Job, Link, Outcome, Page, Response
 from crawler.store.query import QueryError, format_rows, run_readonly
@@ -81,6 +88,21 @@ def test_sqlite_introspection_runs(sqlite_crawl: str, sql: str) -> None:
     assert run_readonly(sqlite_crawl, sql)[1]
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT name, type, pk FROM pragma_table_info('pages')",
+    "SELECT m.name, c.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS c WHERE m.type = 'table'",
+    "SELECT * FROM main.pragma_table_xinfo('pages')",
+    "SELECT * FROM pragma_index_list('pages')",
+    "SELECT * FROM pragma_foreign_key_list('links')",
+    "SELECT * FROM pragma_journal_mode",
+    "SELECT * FROM pragma_table_info('pages_fts')",
+])  # fmt: skip
+def test_sqlite_table_valued_pragmas_are_reads(sqlite_crawl: str, sql: str) -> None:
+    """A PRAGMA function opens its virtual table (SQLite asks the authorizer for UPDATE of
+    sqlite_master to do so); it reads, and runs."""
+    assert run_readonly(sqlite_crawl, sql)[1]
+
+
 WRITES = [
     ("DELETE FROM pages", "DELETE"),
     ("UPDATE pages SET status = 500", "UPDATE"),
@@ -104,6 +126,8 @@ SQLITE_WRITES = [
     ("PRAGMA journal_mode = DELETE", "PRAGMA journal_mode=DELETE"),
     ("PRAGMA user_version = 5", "PRAGMA user_version=5"),
     ("PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint"),
+    ("SELECT * FROM pragma_optimize", "PRAGMA optimize"),
+    ("PRAGMA main.user_version = 7", "PRAGMA user_version=7"),
     ("VACUUM INTO 'copy.db'", "VACUUM"),
     ("REPLACE INTO crawls (id, started_at, status, seeds, settings) VALUES (1, 'x', 'x', '', '')", "REPLACE"),
     ("EXPLAIN DELETE FROM pages", "DELETE"),
@@ -135,6 +159,22 @@ def test_sqlite_writes_are_refused(
     )
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT fts3_tokenizer('simple')",  # a native pointer out of the process
+    "SELECT FTS3_TOKENIZER('simple', x'4141414141414141')",  # and one in
+    "SELECT url FROM pages WHERE length(fts3_tokenizer('porter')) > 0",
+    "SELECT load_extension('/nonexistent/evil.so')",
+])  # fmt: skip
+def test_sqlite_functions_that_reach_outside_are_refused(sqlite_crawl: str, sql: str) -> None:
+    with pytest.raises(QueryError, match=r"^refused: (?i:fts3_tokenizer|load_extension)\(\) reaches outside"):
+        run_readonly(sqlite_crawl, sql)
+
+
+def test_sqlite_schema_is_not_trusted(sqlite_crawl: str) -> None:
+    """A hostile file's views and triggers may call only the functions SQLite marks innocuous."""
+    assert run_readonly(sqlite_crawl, "PRAGMA trusted_schema")[1] == [(0,)]
+
+
 def test_sql_errors(db: str) -> None:
     with pytest.raises(QueryError, match="^SQL error: .*nope"):
         run_readonly(db, "SELECT * FROM nope")
@@ -149,6 +189,85 @@ def test_missing_or_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all " * 200)
     with pytest.raises(QueryError, match="is not a SQLite database$"):
         run_readonly(str(tmp_path / "junk.db"), "SELECT * FROM pages")
+
+
+# --- a database the user may only read ------------------------------------------------------------
+
+
+def unprivileged(*command: str) -> subprocess.CompletedProcess[str]:
+    """`command` run where file permissions bind. Tests run as root here, whom a 0555 directory or a
+    0444 file does not stop; setpriv drops the capabilities that let root ignore them (DAC override,
+    DAC read-search, fowner) from the bounding set, so the process is a user that owns the files and
+    may not write where their mode says it may not. Any other user runs `command` as it is."""
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("as root, setpriv is needed to make permissions bind")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+                          check=False)  # fmt: skip
+
+
+def crawl_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return unprivileged(sys.executable, "-m", "crawler", *args)
+
+
+@pytest.fixture
+def read_only_dir(sqlite_crawl: str) -> Iterator[Path]:
+    """A closed crawl (WAL mode, no -wal or -shm file left) in a directory made 0555."""
+    folder = Path(sqlite_crawl).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["crawl.db"]
+    folder.chmod(0o555)
+    probe = unprivileged(sys.executable, "-c", f"open({str(folder / 'probe')!r}, 'w')")
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr  # the simulation holds
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_sql_and_stats_read_a_database_in_a_read_only_directory(read_only_dir: Path) -> None:
+    db = str(read_only_dir / "crawl.db")
+    query = crawl_cli("sql", "SELECT count(*) AS n FROM pages", "--db", db, "--format", "csv")
+    assert (query.returncode, query.stdout, query.stderr) == (0, "n\n3\n", "")
+    for command in (["stats"], ["crawls"], ["search", "word"], ["export", "--fields", "url"]):
+        result = crawl_cli(*command, "--db", db)
+        assert result.returncode == 0 and result.stderr == "", (command, result.stderr)
+    assert "pages     3" in crawl_cli("stats", "--db", db).stdout
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["crawl.db"]
+
+
+def test_a_read_only_file_in_rollback_journal_mode_is_read(sqlite_crawl: str) -> None:
+    """A 0444 file (a copy from elsewhere, in SQLite's default journal mode): reading it changes
+    nothing, not even its journal mode."""
+    with sqlite3.connect(sqlite_crawl) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    before = Path(sqlite_crawl).read_bytes()
+    Path(sqlite_crawl).chmod(0o444)
+    for command in (["stats"], ["crawls"], ["sql", "SELECT count(*) FROM links"]):
+        result = crawl_cli(*command, "--db", sqlite_crawl)
+        assert result.returncode == 0 and result.stderr == "", (command, result.stderr)
+    assert Path(sqlite_crawl).read_bytes() == before
+
+
+def test_commits_a_read_only_directory_hides_are_one_line(sqlite_crawl: str) -> None:
+    """A -wal file with commits but no -shm (its writer died) in a directory the user cannot write:
+    SQLite cannot read those commits, and says so in one line."""
+    folder = Path(sqlite_crawl).parent / "left"
+    folder.mkdir()
+    conn = sqlite3.connect(sqlite_crawl, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("DELETE FROM links")
+    for name in ("crawl.db", "crawl.db-wal"):  # as a writer that died leaves them, less the -shm
+        shutil.copy(Path(sqlite_crawl).parent / name, folder / name)
+    conn.close()
+    folder.chmod(0o555)
+    try:
+        for command in (["sql", "SELECT count(*) FROM links"], ["stats"]):
+            result = crawl_cli(*command, "--db", str(folder / "crawl.db"))
+            assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+            assert "its -wal file need a -shm file" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        folder.chmod(0o755)
 
 
 # --- formats -------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy import Connection, create_engine, func, insert, inspect, select, text
 
 from crawler.frontier import Frontier, MemoryFrontier
 from crawler.frontier import sql as sql_frontier
 from crawler.frontier.redis import RedisFrontier
 from crawler.frontier.sql import SqlFrontier
 from crawler.records import Job, Link, Outcome, Page, Response
-from crawler.store.db import StoreError, alembic_config, database_url
+from crawler.store.db import DatabaseRefused, StoreError, alembic_config, database_url
 from crawler.store.schema import frontier, links, pages
 from crawler.store.sql import Store, open_store
 
@@ -393,6 +393,32 @@ def test_bad_paths_are_store_errors(tmp_path: Path, relative: str, message: str)
     with pytest.raises(StoreError, match=message) as caught:
         open_store(str(tmp_path / relative))
     assert "\n" not in str(caught.value)
+
+
+def schema_of(db: str) -> tuple[object, ...]:
+    """Its tables with their columns and indexes, the rows of `customers`, and a SQLite file's bytes."""
+    engine = create_engine(database_url(db))
+    with engine.connect() as conn:
+        found = inspect(conn)
+        tables = {name: ([c["name"] for c in found.get_columns(name)], [i["name"] for i in found.get_indexes(name)])
+                  for name in found.get_table_names()}  # fmt: skip
+        rows = conn.execute(text("SELECT id, name FROM customers ORDER BY id")).all()
+    engine.dispose()
+    return tables, rows, b"" if "://" in db else Path(db).read_bytes()
+
+
+def test_another_applications_database_is_refused_and_left_as_it_was(any_db: str) -> None:
+    engine = create_engine(database_url(any_db))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+        conn.execute(text("CREATE INDEX ix_customers_name ON customers (name)"))
+        conn.execute(text("INSERT INTO customers (id, name) VALUES (1, 'Ada')"))
+    engine.dispose()
+    before = schema_of(any_db)
+    for create in (True, False):
+        with pytest.raises(DatabaseRefused, match=r"another application's tables \(customers\) and no alembic"):
+            open_store(any_db, create=create)
+    assert schema_of(any_db) == before and "alembic_version" not in before[0]  # type: ignore[operator]
 
 
 def test_no_database_without_create(tmp_path: Path) -> None:

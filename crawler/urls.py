@@ -1,8 +1,9 @@
 """URLs: normalization, link resolution, crawl scope, trap detection and private addresses.
 
-Owns what a URL *is* to the crawler. Normalization follows RFC 3986 section 6 (syntax-based
-normalization) and the canonicalization ideas of w3lib, kept deliberately conservative: nothing is
-percent-decoded and the query is not reordered, so a normalized URL still fetches the same resource.
+Owns what a URL *is* to the crawler. Normalization follows RFC 3986 section 6.2.2 (syntax-based
+normalization: case, percent-encoding, dot segments) and 6.2.3 (default port, empty path), kept safe for
+a crawler: only escapes of unreserved characters are decoded (`%7E` is `~`; `%2F` stays `%2F`) and the
+query is not reordered, so a normalized URL still fetches the same resource.
 Every function here is pure (no DNS, no I/O) and cheap: `normalize` runs for every link on every page.
 """
 
@@ -13,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 SCHEMES = {"http": "80", "https": "443"}  # scheme -> default port
 SCOPE_MODES = ("host", "domain", "all")
@@ -22,7 +23,9 @@ TRAP_REPEATS = 3  # a block of path segments seen this many times in a row is a 
 # RFC 3986 2.2 reserved + 2.3 unreserved (quote() always keeps letters, digits and "_.-~") + "%":
 # everything else (spaces, controls, non-ASCII, "<>\"{}|\\^`") gets percent-encoded as UTF-8.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"
-_LOWER_ESCAPE = re.compile(r"%(?:[0-9A-Fa-f][a-f]|[a-f][0-9A-F])")
+_USERINFO_SAFE = ":!$&'()*+,;=%"  # RFC 3986 3.2.1: no "@", "/", "?", "#", "[" or "]" in userinfo
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _BAD_HOST_CHAR = re.compile(r"[^a-z0-9.\-_~!$&'()*+,;=]")
 _REMOVED_CHARS = str.maketrans("", "", "\t\n\r")
 
@@ -35,8 +38,9 @@ def normalize(url: str) -> str:
     """Return the canonical form of an absolute http(s) URL; raise InvalidURL otherwise.
 
     Lowercases scheme and host, IDNA-encodes the host, drops the default port, the fragment and an
-    empty query, makes an empty path "/", removes dot segments, uppercases percent-escapes and
-    percent-encodes characters a URL may not contain. Userinfo, path and query are otherwise kept.
+    empty query, makes an empty path "/", decodes escapes of unreserved characters, uppercases the
+    other escapes, removes dot segments (after decoding: `/%2E%2E/` is `/../`) and percent-encodes
+    characters a URL may not contain. Userinfo, path and query are otherwise kept.
     """
     try:
         return _normalize(url)
@@ -64,7 +68,7 @@ def resolve(base: str, href: str) -> str | None:
     `base` itself, normalized; the caller deduplicates.
     """
     try:
-        return normalize(urljoin(base, _clean_href(href)))
+        return normalize(_join(base, _clean_href(href)))
     except ValueError:
         return None
 
@@ -186,6 +190,7 @@ class Scope:
 
 def _normalize_netloc(netloc: str, default_port: str) -> str:
     userinfo, at, hostport = netloc.rpartition("@")
+    userinfo = _clean_escapes(userinfo, _USERINFO_SAFE)
     host, port = _split_port(hostport)
     host = _normalize_host(host)
     if port == default_port:
@@ -213,6 +218,8 @@ def _split_port(hostport: str) -> tuple[str, str]:
 def _normalize_host(host: str) -> str:
     if host.startswith("["):
         return _normalize_ipv6(host)
+    if "%" in host:
+        host = _ESCAPE.sub(_normal_escape, host)  # what is left of "%" makes the host invalid below
     if not host.isascii():
         host = _idna(host)
     host = host.lower()
@@ -238,14 +245,20 @@ def _idna(host: str) -> str:
         raise InvalidURL(f"invalid internationalized host: {exc}") from None
 
 
-def _clean_escapes(text: str) -> str:
-    """Percent-encode what may not appear in a URL and uppercase the hex of existing escapes."""
+def _clean_escapes(text: str, safe: str = _URL_SAFE) -> str:
+    """Percent-encode what may not appear in a URL (UTF-8) and put existing escapes in normal form."""
     if not text:
         return text
-    text = quote(text, safe=_URL_SAFE)
+    text = quote(text, safe=safe)
     if "%" in text:
-        text = _LOWER_ESCAPE.sub(lambda m: m.group().upper(), text)
+        text = _ESCAPE.sub(_normal_escape, text)
     return text
+
+
+def _normal_escape(match: re.Match[str]) -> str:
+    """RFC 3986 6.2.2.1-2: an escape of an unreserved character is that character; others, uppercase hex."""
+    char = chr(int(match.group()[1:], 16))
+    return char if char in _UNRESERVED else match.group().upper()
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -263,6 +276,27 @@ def _remove_dot_segments(path: str) -> str:
     if segments[-1] in (".", ".."):
         output.append("")  # "/a/b/.." -> "/a/", not "/a"
     return "/" + "/".join(output)
+
+
+def _join(base: str, ref: str) -> str:
+    """RFC 3986 5.2.2 against a normalized base, non-strict ("http:g" on an http page is "g"); dot
+    segments are left to normalize. Not urljoin, which drops an empty ";" parameter ("g;" -> "g")."""
+    parts = urlsplit(base)
+    ref_scheme = urlsplit(ref).scheme
+    if ref_scheme and ref_scheme != parts.scheme:
+        return ref
+    if ref_scheme:
+        ref = ref.partition(":")[2]
+    if ref.startswith("//"):
+        return f"{parts.scheme}:{ref}"
+    path, qmark, query = ref.partition("#")[0].partition("?")
+    if not path:
+        path = parts.path
+        if not qmark:
+            qmark, query = "?", parts.query
+    elif not path.startswith("/"):
+        path = parts.path[: parts.path.rfind("/") + 1] + path if parts.path else "/" + path
+    return f"{parts.scheme}://{parts.netloc}{path}{qmark}{query}"
 
 
 def _clean_href(href: str) -> str:

@@ -9,12 +9,17 @@ Every function here is pure (no DNS, no I/O) and cheap: `normalize` runs for eve
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 SCHEMES = {"http": "80", "https": "443"}  # scheme -> default port
 SCOPE_MODES = ("host", "domain", "all")
@@ -143,14 +148,32 @@ def trap_reason(url: str, max_length: int) -> str | None:
     return None
 
 
+def site_of(host: str) -> str | None:
+    """The registrable domain of a host by the Public Suffix List: "docs.python.org" -> "python.org",
+    "www.github.io" -> "www.github.io" (github.io is a public suffix), "a.example.test" -> "example.test"
+    (an unknown TLD is one). None for an IP address and for a public suffix itself ("github.io")."""
+    host = host.rstrip(".")
+    if host_is_ip_literal(host):
+        return None
+    return _public_suffix_list().privatesuffix(host)
+
+
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    """The PSL snapshot packaged with publicsuffixlist (nothing is fetched), parsed once, on first use."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which URLs a crawl may follow. Seeds are always crawled: the caller enqueues them without
     asking; `allows` applies the rules to the links found along the way."""
 
     mode: str
-    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds
-    domains: frozenset[str]  # "domain" mode: seed hosts without a leading "www."
+    hosts: frozenset[str]  # exact hosts of the seeds ("host" mode; "domain" mode too)
+    domains: frozenset[str]  # "domain" mode: the seed hosts' sites (see site_of), with their subdomains
     include: tuple[re.Pattern[str], ...] = ()
     exclude: tuple[re.Pattern[str], ...] = ()
 
@@ -162,12 +185,13 @@ class Scope:
         if mode not in SCOPE_MODES:
             raise ValueError(f"unknown scope {mode!r}; expected one of {', '.join(SCOPE_MODES)}")
         hosts = frozenset(host_of(normalize(seed)) for seed in seeds)
-        domains = frozenset(h.removeprefix("www.") for h in hosts)
+        domains = frozenset(site for site in map(site_of, hosts) if site)
         return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude))
 
     def with_host(self, host: str) -> Scope:
         """This scope with `host` as one more seed host (where a seed's redirect landed)."""
-        return replace(self, hosts=self.hosts | {host}, domains=self.domains | {host.removeprefix("www.")})
+        site = site_of(host)
+        return replace(self, hosts=self.hosts | {host}, domains=self.domains | ({site} if site else set()))
 
     def allows(self, url: str) -> bool:
         """Whether a normalized URL is inside the scope and passes include/exclude (re.search)."""
@@ -181,7 +205,7 @@ class Scope:
         if self.mode == "host":
             return host in self.hosts
         if self.mode == "domain":
-            return _in_domains(host, self.domains)
+            return host in self.hosts or _in_domains(host.rstrip("."), self.domains)
         return True
 
 

@@ -336,6 +336,43 @@ def test_scope_modes(mode: str, url: str, allowed: bool) -> None:
     assert Scope.build(SEEDS, mode).allows(url) is allowed
 
 
+# --scope domain knows the Public Suffix List (the packaged snapshot of publicsuffixlist): a site is a
+# seed host's registrable domain, so a seed on a shared host (github.io, co.uk) allows only its own part.
+@pytest.mark.parametrize(
+    ("seed", "url", "allowed"),
+    [
+        ("https://www.github.io/", "https://www.github.io/x", True),
+        ("https://www.github.io/", "https://a.www.github.io/", True),
+        ("https://www.github.io/", "https://github.io/", False),
+        ("https://www.github.io/", "https://other.github.io/", False),
+        ("https://alice.github.io/", "https://bob.github.io/", False),
+        ("https://docs.python.org/3/", "https://www.python.org/", True),
+        ("https://docs.python.org/3/", "https://python.org/", True),
+        ("https://docs.python.org/3/", "https://a.b.python.org/", True),
+        ("https://docs.python.org/3/", "https://python.org.evil.com/", False),
+        ("https://docs.python.org/3/", "https://org/", False),
+        ("https://www.bbc.co.uk/", "https://news.bbc.co.uk/", True),
+        ("https://www.bbc.co.uk/", "https://other.co.uk/", False),
+        ("https://a.b.example.test/", "https://c.example.test/", True),  # unknown TLD: one label is the suffix
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:9000/", True),  # an address is its own site, exactly
+        ("http://127.0.0.1:8000/", "http://0.1/", False),
+        ("http://[::1]:8000/", "http://[::1]/", True),
+        ("https://github.io/", "https://github.io/x", True),  # a public suffix seeded: itself, not the others
+        ("https://github.io/", "https://alice.github.io/", False),
+        ("https://WWW.Example.COM./", "https://docs.example.com/", True),
+        ("https://www.example.com/", "https://docs.example.com./", True),
+        ("https://xn--r8jz45g.xn--zckzah/", "https://www.xn--r8jz45g.xn--zckzah/", True),
+    ],
+)
+def test_scope_domain_is_the_registrable_domain(seed: str, url: str, allowed: bool) -> None:
+    assert Scope.build([seed], "domain").allows(url) is allowed
+
+
+def test_scope_domain_adds_a_redirect_targets_site() -> None:
+    scope = Scope.build(["https://alice.github.io/"], "domain").with_host("docs.python.org")
+    assert scope.allows("https://www.python.org/") and not scope.allows("https://bob.github.io/")
+
+
 @pytest.mark.parametrize(
     ("include", "exclude", "url", "allowed"),
     [

@@ -28,7 +28,6 @@ TRAP_REPEATS = 3  # a block of path segments seen this many times in a row is a 
 # RFC 3986 2.2 reserved + 2.3 unreserved (quote() always keeps letters, digits and "_.-~") + "%":
 # everything else (spaces, controls, non-ASCII, "<>\"{}|\\^`") gets percent-encoded as UTF-8.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"
-_USERINFO_SAFE = ":!$&'()*+,;=%"  # RFC 3986 3.2.1: no "@", "/", "?", "#", "[" or "]" in userinfo
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _BAD_HOST_CHAR = re.compile(r"[^a-z0-9.\-_~!$&'()*+,;=]")
@@ -45,7 +44,9 @@ def normalize(url: str) -> str:
     Lowercases scheme and host, IDNA-encodes the host, drops the default port, the fragment and an
     empty query, makes an empty path "/", decodes escapes of unreserved characters, uppercases the
     other escapes, removes dot segments (after decoding: `/%2E%2E/` is `/../`) and percent-encodes
-    characters a URL may not contain. Userinfo, path and query are otherwise kept.
+    characters a URL may not contain; drops the userinfo (`user:password@`: a page is the same page with
+    or without it, and a password must not be stored; crawler.credentials keeps a seed's). Path and
+    query are otherwise kept.
     """
     try:
         return _normalize(url)
@@ -213,13 +214,11 @@ class Scope:
 
 
 def _normalize_netloc(netloc: str, default_port: str) -> str:
-    userinfo, at, hostport = netloc.rpartition("@")
-    userinfo = _clean_escapes(userinfo, _USERINFO_SAFE)
-    host, port = _split_port(hostport)
+    host, port = _split_port(netloc.rpartition("@")[2])
     host = _normalize_host(host)
     if port == default_port:
         port = ""
-    return f"{userinfo}{at}{host}:{port}" if port else f"{userinfo}{at}{host}"
+    return f"{host}:{port}" if port else host
 
 
 def _split_port(hostport: str) -> tuple[str, str]:
@@ -269,11 +268,11 @@ def _idna(host: str) -> str:
         raise InvalidURL(f"invalid internationalized host: {exc}") from None
 
 
-def _clean_escapes(text: str, safe: str = _URL_SAFE) -> str:
+def _clean_escapes(text: str) -> str:
     """Percent-encode what may not appear in a URL (UTF-8) and put existing escapes in normal form."""
     if not text:
         return text
-    text = quote(text, safe=safe)
+    text = quote(text, safe=_URL_SAFE)
     if "%" in text:
         text = _ESCAPE.sub(_normal_escape, text)
     return text

@@ -18,6 +18,7 @@ import gevent.pool
 import gevent.queue
 import requests
 
+from crawler.credentials import Credentials
 from crawler.fetch.http import make_session
 
 A = TypeVar("A")
@@ -26,10 +27,10 @@ A = TypeVar("A")
 class GeventEngine:
     name = "gevent"
 
-    def __init__(self, concurrency: int, user_agent: str) -> None:
+    def __init__(self, concurrency: int, user_agent: str, credentials: Credentials | None = None) -> None:
         self._pool = gevent.pool.Pool(concurrency)
         self._done: gevent.queue.Queue[Any] = gevent.queue.Queue()
-        self._session = make_session(concurrency, user_agent)
+        self._session = make_session(concurrency, user_agent, credentials)
         self._arrivals: deque[tuple[gevent.event.AsyncResult, bool, Any]] = deque()
         self._wakeup = gevent.get_hub().loop.async_()
         self._wakeup.start(self._deliver)

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from crawler.credentials import Credentials
 from crawler.fetch.deadline import Expired, WatchedAdapter, watchdog
 from crawler.records import Response
 from crawler.settings import Limits
@@ -35,15 +36,30 @@ RETRY_ERRORS = frozenset({"timeout", "connection error"})
 ACCEPT_ENCODING = "gzip, deflate, br" if "br" in urllib3.util.request.ACCEPT_ENCODING else "gzip, deflate"
 
 
-def make_session(pool_size: int, user_agent: str) -> requests.Session:
-    """A session for `fetch_one`: no proxy env, `pool_size` kept connections per host, no own retries."""
+def make_session(pool_size: int, user_agent: str, credentials: Credentials | None = None) -> requests.Session:
+    """A session for `fetch_one`: no proxy env, `pool_size` kept connections per host, no own retries;
+    basic auth to the origins `credentials` has a password for."""
     session = requests.Session()
     session.trust_env = False
+    if credentials:
+        session.auth = OriginAuth(credentials)
     adapter = WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING})
     return session
+
+
+class OriginAuth(requests.auth.AuthBase):
+    """Basic auth on each request (each hop: redirects are followed one request at a time) whose origin
+    has credentials; other origins get no Authorization header."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        found = self.credentials.for_url(request.url or "")
+        return requests.auth.HTTPBasicAuth(*found)(request) if found else request
 
 
 # A WARC tap (crawler.warc.Recorder.tap): given a response before its body is read, keeps its bytes and

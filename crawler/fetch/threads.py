@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from crawler.credentials import Credentials
 from crawler.fetch.http import make_session
 
 A = TypeVar("A")
@@ -24,12 +25,12 @@ A = TypeVar("A")
 class ThreadEngine:
     name = "threads"
 
-    def __init__(self, concurrency: int, user_agent: str) -> None:
+    def __init__(self, concurrency: int, user_agent: str, credentials: Credentials | None = None) -> None:
         self._pool = Pool(concurrency)
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
-        self._user_agent = user_agent
+        self._user_agent, self._credentials = user_agent, credentials
 
     def submit(self, fn: Callable[[A], object], arg: A) -> None:
         self._pool.apply_async(fn, (arg,), callback=self._done.put, error_callback=self._done.put)
@@ -47,7 +48,7 @@ class ThreadEngine:
     def session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = make_session(4, self._user_agent)
+            session = self._local.session = make_session(4, self._user_agent, self._credentials)
             self._sessions.append(session)  # list.append is atomic; closed in close()
         return session
 

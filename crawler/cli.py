@@ -18,6 +18,7 @@ from click.core import ParameterSource
 from click_default_group import DefaultGroup
 
 from crawler import __version__, distributed, runner
+from crawler.credentials import Credentials
 from crawler.export import page_fields
 from crawler.seeds import SeedError, read_seeds
 from crawler.settings import Limits, Settings
@@ -41,6 +42,9 @@ LEASE_OPTION = click.option("--lease", type=click.FloatRange(3), default=DEFAULT
                             help="Seconds a claim from the shared frontier lasts unrenewed.")
 CRAWL_OPTION = click.option("--crawl", "crawl_id", type=click.IntRange(1), default=None,
                             help="The crawl's id (see `crawl crawls`). [default: the latest]")
+AUTH_OPTION = click.option("--auth", multiple=True, metavar="URL",
+                           help="Basic auth for this URL's origin: http://USER:PASSWORD@HOST[:PORT]/ "
+                                "(repeatable). Never stored: give it again to resume.")
 QUIET_OPTION = click.option("--quiet", "-q", is_flag=True,
                             help="No progress display and no summary line (warnings and errors still show). "
                                  "This run only: a resume is not quiet unless told.")
@@ -145,6 +149,7 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-sitemaps/--sitemaps", default=False, show_default=True,
                      help="Don't follow the Sitemap: lines of robots.txt."),
         QUIET_OPTION,
+        AUTH_OPTION,
         click.option("--warc", type=click.Path(dir_okay=False), default=None, metavar="FILE.warc.gz",
                      help="Record every HTTP exchange in WARC files FILE-00000.warc.gz, ..."),
         click.option("--frontier", envvar="CRAWL_FRONTIER", default=None, metavar="redis://HOST:PORT/N",
@@ -169,7 +174,8 @@ def given_on_command_line(ctx: click.Context) -> dict[str, Any]:
     """Options the user typed (or set in the environment): these override a resumed crawl's settings."""
     typed = {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT}
     values = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in typed or k == "quiet"}
-    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if k != "db"}
+    own = ("db", "auth")  # the database is named anyway; credentials are never stored
+    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if k not in own}
 
 
 @cli.command("crawl")
@@ -182,16 +188,17 @@ def crawl_command(ctx: click.Context, seeds: tuple[str, ...], **params: Any) -> 
     if not seeds and first_use(ctx):
         click.echo(ctx.parent.get_help() if ctx.parent else ctx.get_help())
         sys.exit(2)
+    credentials = Credentials.from_urls(params["auth"])
     if seeds:
-        urls, warnings = read_seeds(seeds)
+        urls, warnings = read_seeds(seeds, credentials)
         for warning in warnings:
             click.echo(f"crawl: {safe(warning)}", err=True)
-        result = runner.start(settings_from(params), urls)
+        result = runner.start(settings_from(params), urls, credentials)
     elif params["frontier"]:
-        result = runner.work(params["db"], params["frontier"], None, given_on_command_line(ctx))
+        result = runner.work(params["db"], params["frontier"], None, given_on_command_line(ctx), credentials)
     else:
-        result = runner.resume(params["db"], given_on_command_line(ctx))
-    report(result, params)
+        result = runner.resume(params["db"], given_on_command_line(ctx), credentials)
+    report(result, params, bool(credentials))
 
 
 def first_use(ctx: click.Context) -> bool:
@@ -214,13 +221,14 @@ def first_use(ctx: click.Context) -> bool:
               show_default="CPU count", help="Extraction processes (0: extract in the fetchers).")
 @LEASE_OPTION
 @QUIET_OPTION
+@AUTH_OPTION
 @click.pass_context
 @one_line_errors
 def worker_command(ctx: click.Context, frontier: str, db: str, crawl_id: int | None, **params: Any) -> None:
     """Join a running distributed crawl (the latest, or --crawl) as one more worker; its settings come
     from the crawl's row, only this process's own options from here. Exits 0 when the crawl is finished."""
     overrides = {k: v for k, v in given_on_command_line(ctx).items() if k not in ("frontier", "crawl_id")}
-    result = runner.work(db, frontier, crawl_id, overrides)
+    result = runner.work(db, frontier, crawl_id, overrides, Credentials.from_urls(params["auth"]))
     if result.status == "interrupted":
         click.echo("crawl: worker stopped; its claims went back to the shared frontier", err=True)
     if result.nothing_fetched:
@@ -231,14 +239,15 @@ def worker_command(ctx: click.Context, frontier: str, db: str, crawl_id: int | N
     sys.exit(result.exit_code)
 
 
-def report(result: runner.Result, params: dict[str, Any]) -> None:
+def report(result: runner.Result, params: dict[str, Any], authenticated: bool = False) -> None:
     if result.status == "interrupted" and params.get("frontier"):
         click.echo("crawl: stopped; its claims went back to the shared frontier, where the other workers "
                    "(or `crawl worker`) go on", err=True)
     elif result.status == "interrupted":
         named = without_password(params["db"])
         given = " (with its password)" if named != params["db"] else ""
-        click.echo(f"crawl: interrupted; run `crawl --db {named}`{given} to resume", err=True)
+        auth = " and --auth URL for the credentials, which are not stored" if authenticated else ""
+        click.echo(f"crawl: interrupted; run `crawl --db {named}`{given}{auth} to resume", err=True)
     if result.nothing_fetched:
         click.echo(f"crawl: no page could be fetched: {result.unreachable} of {result.pages} got no answer "
                    "(the host down, its name unknown, TLS failing or timing out; see the error column)", err=True)
@@ -256,7 +265,8 @@ def recrawl_command(ctx: click.Context, crawl_id: int | None, **params: Any) -> 
     """A new crawl with an earlier crawl's seeds and settings (options given here override them) that asks
     for each URL it stored with If-None-Match / If-Modified-Since: a 304 keeps the earlier page's fields."""
     overrides = {k: v for k, v in given_on_command_line(ctx).items() if k != "crawl_id"}
-    report(runner.recrawl(params["db"], crawl_id, overrides), params)
+    credentials = Credentials.from_urls(params["auth"])
+    report(runner.recrawl(params["db"], crawl_id, overrides, credentials), params, bool(credentials))
 
 
 @cli.command("sql")

@@ -27,7 +27,7 @@ from crawler.store.rebuild import frontier_of
 from crawler.store.sql import Store
 from crawler.urls import Scope
 
-NORMALIZATION = 1  # the URL normalization's version: workers that normalize differently would not dedup
+NORMALIZATION = 2  # the URL normalization's version: workers that normalize differently would not dedup
 REBUILD_WAIT = 300.0  # seconds a worker waits for another's rebuild before it gives up
 CONNECT_TIMEOUT = 5.0
 

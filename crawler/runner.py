@@ -21,6 +21,7 @@ import urllib3
 
 from crawler import distributed
 from crawler.crawl import Crawl
+from crawler.credentials import Credentials
 from crawler.fetch import load_engine
 from crawler.fetch.client import client_for, masked_header, notices
 from crawler.frontier import Frontier
@@ -88,9 +89,10 @@ def opened(db: str, stop: Stop, create: bool = True) -> Store:
         raise SystemExit(stop.exit_code) from None
 
 
-def start(settings: Settings, seeds: list[str]) -> Result:
+def start(settings: Settings, seeds: list[str], credentials: Credentials | None = None) -> Result:
     """A new crawl of `seeds` (normalized URLs) into settings.db; with settings.frontier, a crawl shared
-    with the `crawl worker` processes that join it (this process is its first worker).
+    with the `crawl worker` processes that join it (this process is its first worker). `credentials`
+    (basic auth by origin) go to this run's engine, and nowhere else: every entry point takes them.
 
     SIGINT/SIGTERM are handled from here on (see crawler.stop): one arriving before the loop
     starts still ends the crawl `interrupted`, with its seeds queued, ready to resume.
@@ -104,12 +106,13 @@ def start(settings: Settings, seeds: list[str]) -> Result:
             if settings.frontier:
                 settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
             crawl_id = store.start_crawl(seeds, stored(settings))
-            return _run(settings, store, crawl_id, seeds, scope, stop)
+            return _run(settings, store, crawl_id, seeds, scope, stop, credentials)
         finally:
             store.close()
 
 
-def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, object]) -> Result:
+def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, object],
+         credentials: Credentials | None = None) -> Result:
     """Join crawl `crawl_id` (default: the latest running one) as one more worker, with its saved settings;
     `overrides` are this process's own options (engine, concurrency, parse workers, lease, quiet)."""
     with Stop().installed(exiting=True) as stop:
@@ -120,12 +123,12 @@ def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, obje
             if not settings.frontier_key:
                 raise NothingToResume(f"crawl {crawl_id} is not a distributed crawl (it was started without "
                                       "--frontier): resume it with `crawl --db ...`")
-            return _run(settings, store, crawl_id, seeds, scope_of(settings, seeds), stop)
+            return _run(settings, store, crawl_id, seeds, scope_of(settings, seeds), stop, credentials)
         finally:
             store.close()
 
 
-def resume(db: str, overrides: dict[str, object]) -> Result:
+def resume(db: str, overrides: dict[str, object], credentials: Credentials | None = None) -> Result:
     """Resume the latest unfinished crawl in `db`, with its saved settings less `overrides`.
 
     Jobs a dead or interrupted run had claimed go back to the queue; pages it saved stay done. A crawl
@@ -146,7 +149,7 @@ def resume(db: str, overrides: dict[str, object]) -> Result:
             refuse_if_busy(store, crawl_id)
             store.resume(crawl_id)
             store.frontier(crawl_id).recover()
-            return _run(settings, store, crawl_id, seeds, scope, stop)
+            return _run(settings, store, crawl_id, seeds, scope, stop, credentials)
         finally:
             store.close()
 
@@ -155,7 +158,8 @@ def nothing_to_resume(db: str) -> NothingToResume:
     return NothingToResume(f"nothing to resume in {without_password(db)}: give SEEDS to start a crawl")
 
 
-def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Result:
+def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object],
+            credentials: Credentials | None = None) -> Result:
     """A new crawl with the seeds and settings (less `overrides`) of crawl `crawl_id` (default: the latest)
     that fetches every URL that crawl stored with its validators; a 304 keeps the earlier row's fields.
     Interrupted, it resumes like any crawl (`crawl` without seeds)."""
@@ -166,7 +170,7 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object]) -> Resu
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
             new_id = store.start_crawl(seeds, stored(settings), recrawl_of=previous)
-            return _run(settings, store, new_id, seeds, scope, stop)
+            return _run(settings, store, new_id, seeds, scope, stop, credentials)
         finally:
             store.close()
 
@@ -207,7 +211,8 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
     return Scope.build(seeds, settings.scope, settings.include, settings.exclude)
 
 
-def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop) -> Result:
+def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop,
+         credentials: Credentials | None) -> Result:
     """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
     whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
@@ -216,7 +221,7 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     recrawl_of = store.crawl(crawl_id)[3]
     validators = _queue_earlier(store, frontier, recrawl_of)
     sink = store.pages(crawl_id, store.start_run(crawl_id), recrawl_of)
-    client = client_for(settings)
+    client = client_for(settings, credentials)
     for notice in notices(client, os.environ):
         print(f"crawl: {notice}", file=sys.stderr)
     if client.insecure:  # said once above, not once per request

@@ -1,4 +1,5 @@
-"""Seeds: turning the SEEDS arguments (URLs, or files of URLs) into normalized seed URLs.
+"""Seeds: turning the SEEDS arguments (URLs, or files of URLs) into normalized seed URLs (without their
+userinfo: a seed's `user:password@` goes to crawler.credentials, never into a stored URL).
 
 A file (or `-`, standard input) has one URL a line, UTF-8 (a byte-order mark is dropped); blank lines
 and lines starting with '#' are ignored; a line that is not an http(s) URL, or not UTF-8, is skipped with
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from crawler.credentials import Credentials
 from crawler.urls import InvalidURL, normalize
 
 FILE_SUFFIXES = frozenset({"txt", "csv", "tsv", "lst", "list", "urls", "json", "jsonl", "gz"})
@@ -25,15 +27,20 @@ def looks_like_url(arg: str) -> bool:
     return "://" in arg
 
 
-def read_seeds(args: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(seed URLs, normalized and deduplicated in order; warnings about skipped lines)."""
+def read_seeds(args: Iterable[str], credentials: Credentials | None = None) -> tuple[list[str], list[str]]:
+    """(seed URLs, normalized and deduplicated in order; warnings about skipped lines). The seeds'
+    userinfo is noted in `credentials`, when given."""
     seeds: dict[str, None] = {}
     warnings: list[str] = []
     for where, text in _lines(args):
         try:
-            seeds[normalize(_decoded(text))] = None
+            url = _decoded(text)
+            seeds[normalize(url)] = None
         except (InvalidURL, UnicodeDecodeError) as exc:
             warnings.append(f"{where}: {_reason(exc)}, skipped")
+        else:
+            if credentials is not None:
+                credentials.note(url)
     if not seeds:
         raise SeedError(nothing_valid(warnings))
     return list(seeds), warnings

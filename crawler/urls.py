@@ -1,19 +1,25 @@
 """URLs: normalization, link resolution, crawl scope, trap detection and private addresses.
 
-Owns what a URL *is* to the crawler. Normalization follows RFC 3986 section 6 (syntax-based
-normalization) and the canonicalization ideas of w3lib, kept deliberately conservative: nothing is
-percent-decoded and the query is not reordered, so a normalized URL still fetches the same resource.
+Owns what a URL *is* to the crawler. Normalization follows RFC 3986 section 6.2.2 (syntax-based
+normalization: case, percent-encoding, dot segments) and 6.2.3 (default port, empty path), kept safe for
+a crawler: only escapes of unreserved characters are decoded (`%7E` is `~`; `%2F` stays `%2F`) and the
+query is not reordered, so a normalized URL still fetches the same resource.
 Every function here is pure (no DNS, no I/O) and cheap: `normalize` runs for every link on every page.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urljoin, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 SCHEMES = {"http": "80", "https": "443"}  # scheme -> default port
 SCOPE_MODES = ("host", "domain", "all")
@@ -22,7 +28,8 @@ TRAP_REPEATS = 3  # a block of path segments seen this many times in a row is a 
 # RFC 3986 2.2 reserved + 2.3 unreserved (quote() always keeps letters, digits and "_.-~") + "%":
 # everything else (spaces, controls, non-ASCII, "<>\"{}|\\^`") gets percent-encoded as UTF-8.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"
-_LOWER_ESCAPE = re.compile(r"%(?:[0-9A-Fa-f][a-f]|[a-f][0-9A-F])")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _BAD_HOST_CHAR = re.compile(r"[^a-z0-9.\-_~!$&'()*+,;=]")
 _REMOVED_CHARS = str.maketrans("", "", "\t\n\r")
 
@@ -35,8 +42,11 @@ def normalize(url: str) -> str:
     """Return the canonical form of an absolute http(s) URL; raise InvalidURL otherwise.
 
     Lowercases scheme and host, IDNA-encodes the host, drops the default port, the fragment and an
-    empty query, makes an empty path "/", removes dot segments, uppercases percent-escapes and
-    percent-encodes characters a URL may not contain. Userinfo, path and query are otherwise kept.
+    empty query, makes an empty path "/", decodes escapes of unreserved characters, uppercases the
+    other escapes, removes dot segments (after decoding: `/%2E%2E/` is `/../`) and percent-encodes
+    characters a URL may not contain; drops the userinfo (`user:password@`: a page is the same page with
+    or without it, and a password must not be stored; crawler.credentials keeps a seed's). Path and
+    query are otherwise kept.
     """
     try:
         return _normalize(url)
@@ -64,7 +74,7 @@ def resolve(base: str, href: str) -> str | None:
     `base` itself, normalized; the caller deduplicates.
     """
     try:
-        return normalize(urljoin(base, _clean_href(href)))
+        return normalize(_join(base, _clean_href(href)))
     except ValueError:
         return None
 
@@ -172,14 +182,32 @@ def trap_reason(url: str, max_length: int) -> str | None:
     return None
 
 
+def site_of(host: str) -> str | None:
+    """The registrable domain of a host by the Public Suffix List: "docs.python.org" -> "python.org",
+    "www.github.io" -> "www.github.io" (github.io is a public suffix), "a.example.test" -> "example.test"
+    (an unknown TLD is one). None for an IP address and for a public suffix itself ("github.io")."""
+    host = host.rstrip(".")
+    if host_is_ip_literal(host):
+        return None
+    return _public_suffix_list().privatesuffix(host)
+
+
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    """The PSL snapshot packaged with publicsuffixlist (nothing is fetched), parsed once, on first use."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which URLs a crawl may follow. Seeds are always crawled: the caller enqueues them without
     asking; `allows` applies the rules to the links found along the way."""
 
     mode: str
-    hosts: frozenset[str]  # "host" mode: exact hosts of the seeds (any port of them)
-    domains: frozenset[str]  # "domain" mode: seed hosts without a leading "www."
+    hosts: frozenset[str]  # exact hosts of the seeds, any port of them ("host" mode; "domain" mode too)
+    domains: frozenset[str]  # "domain" mode: the seed hosts' sites (see site_of), with their subdomains
     include: tuple[re.Pattern[str], ...] = ()
     exclude: tuple[re.Pattern[str], ...] = ()
     endpoints: frozenset[tuple[str, int]] = frozenset()  # (host, port) of each seed: the guard trusts those
@@ -193,13 +221,14 @@ class Scope:
             raise ValueError(f"unknown scope {mode!r}; expected one of {', '.join(SCOPE_MODES)}")
         normalized = [normalize(seed) for seed in seeds]
         hosts = frozenset(host_of(seed) for seed in normalized)
-        domains = frozenset(h.removeprefix("www.") for h in hosts)
+        domains = frozenset(site for site in map(site_of, hosts) if site)
         endpoints = frozenset(endpoint_of(seed) for seed in normalized)
         return cls(mode, hosts, domains, _compile_all(include), _compile_all(exclude), endpoints)
 
     def with_host(self, host: str) -> Scope:
         """This scope with `host` as one more seed host (where a seed's redirect landed)."""
-        return replace(self, hosts=self.hosts | {host}, domains=self.domains | {host.removeprefix("www.")})
+        site = site_of(host)
+        return replace(self, hosts=self.hosts | {host}, domains=self.domains | ({site} if site else set()))
 
     def allows(self, url: str) -> bool:
         """Whether a normalized URL is inside the scope and passes include/exclude (re.search)."""
@@ -213,7 +242,7 @@ class Scope:
         if self.mode == "host":
             return host in self.hosts
         if self.mode == "domain":
-            return _in_domains(host, self.domains)
+            return host in self.hosts or _in_domains(host.rstrip("."), self.domains)
         return True
 
 
@@ -221,12 +250,11 @@ class Scope:
 
 
 def _normalize_netloc(netloc: str, default_port: str) -> str:
-    userinfo, at, hostport = netloc.rpartition("@")
-    host, port = _split_port(hostport)
+    host, port = _split_port(netloc.rpartition("@")[2])
     host = _normalize_host(host)
     if port == default_port:
         port = ""
-    return f"{userinfo}{at}{host}:{port}" if port else f"{userinfo}{at}{host}"
+    return f"{host}:{port}" if port else host
 
 
 def _split_port(hostport: str) -> tuple[str, str]:
@@ -249,6 +277,8 @@ def _split_port(hostport: str) -> tuple[str, str]:
 def _normalize_host(host: str) -> str:
     if host.startswith("["):
         return _normalize_ipv6(host)
+    if "%" in host:
+        host = _ESCAPE.sub(_normal_escape, host)  # what is left of "%" makes the host invalid below
     if not host.isascii():
         host = _idna(host)
     host = host.lower()
@@ -275,13 +305,19 @@ def _idna(host: str) -> str:
 
 
 def _clean_escapes(text: str) -> str:
-    """Percent-encode what may not appear in a URL and uppercase the hex of existing escapes."""
+    """Percent-encode what may not appear in a URL (UTF-8) and put existing escapes in normal form."""
     if not text:
         return text
     text = quote(text, safe=_URL_SAFE)
     if "%" in text:
-        text = _LOWER_ESCAPE.sub(lambda m: m.group().upper(), text)
+        text = _ESCAPE.sub(_normal_escape, text)
     return text
+
+
+def _normal_escape(match: re.Match[str]) -> str:
+    """RFC 3986 6.2.2.1-2: an escape of an unreserved character is that character; others, uppercase hex."""
+    char = chr(int(match.group()[1:], 16))
+    return char if char in _UNRESERVED else match.group().upper()
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -299,6 +335,27 @@ def _remove_dot_segments(path: str) -> str:
     if segments[-1] in (".", ".."):
         output.append("")  # "/a/b/.." -> "/a/", not "/a"
     return "/" + "/".join(output)
+
+
+def _join(base: str, ref: str) -> str:
+    """RFC 3986 5.2.2 against a normalized base, non-strict ("http:g" on an http page is "g"); dot
+    segments are left to normalize. Not urljoin, which drops an empty ";" parameter ("g;" -> "g")."""
+    parts = urlsplit(base)
+    ref_scheme = urlsplit(ref).scheme
+    if ref_scheme and ref_scheme != parts.scheme:
+        return ref
+    if ref_scheme:
+        ref = ref.partition(":")[2]
+    if ref.startswith("//"):
+        return f"{parts.scheme}:{ref}"
+    path, qmark, query = ref.partition("#")[0].partition("?")
+    if not path:
+        path = parts.path
+        if not qmark:
+            qmark, query = "?", parts.query
+    elif not path.startswith("/"):
+        path = parts.path[: parts.path.rfind("/") + 1] + path if parts.path else "/" + path
+    return f"{parts.scheme}://{parts.netloc}{path}{qmark}{query}"
 
 
 def _clean_href(href: str) -> str:

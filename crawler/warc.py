@@ -2,7 +2,8 @@
 WARC/1.1 written with warcio, the way Heritrix and wget --warc-file record.
 
 A file opens with a `warcinfo` record; each exchange (every attempt, robots.txt and every redirect hop
-included) is a `request` record (the request line and headers sent) and a `response` record (status
+included) is a `request` record (the request line and headers sent, an Authorization value `[redacted]`:
+no password is written) and a `response` record (status
 line, headers and the body bytes as they came off the connection: Content-Encoding intact; the chunked
 transfer coding is removed by http.client, so a `Transfer-Encoding` header is kept as
 `X-Crawler-Transfer-Encoding`), tied by `WARC-Concurrent-To`, with `WARC-IP-Address`, block and payload
@@ -71,9 +72,11 @@ class Tee:
 
 
 def request_head(request: requests.PreparedRequest) -> tuple[str, list[tuple[str, str]]]:
-    """The request line and headers as http.client sends them (Host first)."""
+    """The request line and headers as http.client sends them (Host first), but an Authorization
+    header's credentials, which a WARC file does not keep (it says `[redacted]`: auth was sent)."""
     parts = urlsplit(request.url or "")
-    headers = [("Host", parts.netloc), *((k, v) for k, v in request.headers.items() if k.lower() != "host")]
+    sent = ((k, "[redacted]" if k.lower() == "authorization" else v) for k, v in request.headers.items())
+    headers = [("Host", parts.netloc), *((k, v) for k, v in sent if k.lower() != "host")]
     return f"{request.method} {request.path_url} HTTP/1.1", headers
 
 

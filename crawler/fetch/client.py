@@ -26,6 +26,7 @@ import requests
 import urllib3
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 
+from crawler.credentials import Credentials
 from crawler.fetch.deadline import WatchedAdapter
 from crawler.settings import Settings
 
@@ -50,13 +51,15 @@ class Client:
     ca_bundle: str | None = None  # trust these CAs instead of certifi's
     insecure: bool = False  # don't check TLS certificates at all
     cookies: bool = True
+    credentials: Credentials | None = None  # basic auth by origin (the seeds' userinfo, --auth)
 
     def cookie_store(self) -> HostCookies | None:
         """A new store for one crawl process's sessions (both engines share one), None with --no-cookies."""
         return HostCookies() if self.cookies else None
 
 
-def client_for(settings: Settings, environ: Mapping[str, str] = os.environ) -> Client:
+def client_for(settings: Settings, credentials: Credentials | None = None,
+               environ: Mapping[str, str] = os.environ) -> Client:
     """The crawl's client; ValueError (one line) for an option no request could be sent with, or a
     secret a resumed crawl's settings do not hold (see masked_header). Without --ca-bundle, the CA bundle
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE names is trusted (the machine's, not the crawl's: not stored)."""
@@ -74,7 +77,8 @@ def client_for(settings: Settings, environ: Mapping[str, str] = os.environ) -> C
             check_ca_bundle(variable, ca_bundle)
             break
     headers = tuple(parse_header(text) for text in settings.header)
-    return Client(settings.user_agent, headers, settings.proxy, ca_bundle, settings.insecure, settings.cookies)
+    return Client(settings.user_agent, headers, settings.proxy, ca_bundle, settings.insecure, settings.cookies,
+                  credentials)
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -121,10 +125,12 @@ def notices(client: Client, environ: Mapping[str, str]) -> list[str]:
 
 def make_session(pool_size: int, client: Client, cookies: HostCookies | None = None) -> CrawlSession:
     """A session for `fetch_one`: `pool_size` kept connections per host, no own retries, the client's
-    headers, proxy and TLS trust, and `cookies` (shared with the engine's other sessions; None: a jar of
-    its own, or none with --no-cookies)."""
+    headers, proxy and TLS trust, basic auth to the origins the client has credentials for, and `cookies`
+    (shared with the engine's other sessions; None: a store of its own, or none with --no-cookies)."""
     session = CrawlSession(cookies if cookies is not None else client.cookie_store())
     session.trust_env = False
+    if client.credentials:
+        session.auth = OriginAuth(client.credentials)
     adapter = WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -134,6 +140,18 @@ def make_session(pool_size: int, client: Client, cookies: HostCookies | None = N
         session.proxies = {"http": client.proxy, "https": client.proxy}
     session.verify = False if client.insecure else client.ca_bundle or True
     return session
+
+
+class OriginAuth(requests.auth.AuthBase):
+    """Basic auth on each request (each hop: redirects are followed one request at a time) whose origin
+    has credentials; other origins get no Authorization header."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        found = self.credentials.for_url(request.url or "")
+        return requests.auth.HTTPBasicAuth(*found)(request) if found else request
 
 
 class CrawlSession(requests.Session):

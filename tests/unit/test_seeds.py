@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.credentials import Credentials
 from crawler.seeds import SeedError, read_seeds
 
 
@@ -54,3 +55,14 @@ def test_a_host_without_a_scheme_is_told_to_add_one(tmp_path: Path) -> None:
     with pytest.raises(SeedError) as file:
         read_seeds([str(tmp_path / "seeds.txt")])
     assert str(file.value) == f"no such seeds file: {tmp_path / 'seeds.txt'}"
+
+
+def test_a_seeds_credentials_are_kept_apart_and_the_seed_is_stored_without_them(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("http://alice:s3cret@a.example/\nhttp://a.example/x\nhttp://bad:pw@exa mple/\n")
+    credentials = Credentials()
+    urls, warnings = read_seeds([str(seeds), "http://a.example/", "https://bob:pw@b.example/"], credentials)
+    assert urls == ["http://a.example/", "http://a.example/x", "https://b.example/"]
+    assert credentials.for_url("http://a.example/y") == ("alice", "s3cret")
+    assert credentials.for_url("https://b.example/") == ("bob", "pw")
+    assert credentials.for_url("http://exa%20mple/") is None and len(warnings) == 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from crawler.urls import (
     InvalidURL,
@@ -79,11 +83,17 @@ def test_resolve_rfc3986_examples(href: str, expected: str | None) -> None:
 NORMALIZED = [
     # RFC 3986 6.2.2.1: case of scheme and host, hex digits of escapes
     ("HTTP://www.EXAMPLE.com/", "http://www.example.com/"),
-    ("http://example.com/%3a%7e%c3%Bc", "http://example.com/%3A%7E%C3%BC"),
+    ("http://example.com/%3a%7e%c3%Bc", "http://example.com/%3A~%C3%BC"),
     ("http://example.com/Path?Query=Upper", "http://example.com/Path?Query=Upper"),
-    # 6.2.2.2 is deliberately NOT applied: escapes stay escaped, literal characters stay literal
-    ("http://example.com/%7Euser/~other", "http://example.com/%7Euser/~other"),
-    # 6.2.2.3: dot segments
+    # 6.2.2.2: escapes of unreserved characters (ALPHA DIGIT - . _ ~) are decoded, in every component;
+    # escapes of reserved characters and of "%" stay as they are (decoding them changes the resource)
+    ("http://example.com/%7Euser/~other", "http://example.com/~user/~other"),
+    ("http://example.com/%41%7a%30%2D%2e%5F%7e?%41=%62", "http://example.com/Az0-._~?A=b"),
+    ("http://example.com/a%2Fb%3f%23%25%40?x=%2F%26%3d", "http://example.com/a%2Fb%3F%23%25%40?x=%2F%26%3D"),
+    ("http://example.com/%C3%BC%20%00%7F", "http://example.com/%C3%BC%20%00%7F"),
+    ("http://ex%41mple.%63om/", "http://example.com/"),
+    # 6.2.2.3: dot segments, also when written as escapes (decoded first, then removed)
+    ("http://example.com/a/%2e%2E/b/%2E/c", "http://example.com/b/c"),
     ("http://example.com/a/./b/../c", "http://example.com/a/c"),
     ("http://example.com/a/b/..", "http://example.com/a/"),
     ("http://example.com/..", "http://example.com/"),
@@ -110,8 +120,11 @@ NORMALIZED = [
     ('http://example.com/<x>"{y}|^`\\', "http://example.com/%3Cx%3E%22%7By%7D%7C%5E%60%5C"),
     ("http://example.com/a%20b/100%/%zz", "http://example.com/a%20b/100%/%zz"),
     ("http://example.com/!$&'()*+,;=:@[]", "http://example.com/!$&'()*+,;=:@[]"),
-    # userinfo kept as is; host lowercased
-    ("http://User:Pa%3as@Example.COM/", "http://User:Pa%3as@example.com/"),
+    # userinfo dropped (the same page with or without it; crawler.credentials keeps a seed's); host lowercased
+    ("http://User:Pa%3as@Example.COM/", "http://example.com/"),
+    ("http://a b:p@ss@example.com:8080/x", "http://example.com:8080/x"),
+    ("http://@example.com/", "http://example.com/"),
+    ("http://u@[::1]/", "http://[::1]/"),
     # IDNA (UTS #46, as browsers and requests do)
     ("http://BÜCHER.de/", "http://xn--bcher-kva.de/"),
     ("http://faß.de/", "http://xn--fa-hia.de/"),
@@ -160,11 +173,90 @@ def test_normalize_is_idempotent(url: str, expected: str) -> None:
         "http://exa mple.com/",
         "http://exa<mple.com/",
         "http://a/\ud800",
+        "http://ex%2Fample.com/",
+        "http://ex%C3%BCmple.com/",
     ],
 )
 def test_normalize_rejects(url: str) -> None:
     with pytest.raises(InvalidURL):
         normalize(url)
+
+
+# --- properties (Hypothesis): any string, and strings shaped like URLs --------------------------------
+
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_PIECE = st.one_of(
+    st.text(alphabet=_UNRESERVED + ":/?#[]@!$&'()*+,;=%", max_size=6),
+    st.sampled_from([".", "..", "/", "//", ";", "%2e", "%2E%2e", "%", "%%", "%zz", "%41", "%7e", "%2F",
+                     "%25", "%C3%BC", "\\", " ", "\t", "\x00", "\x7f", "\u00fc", "\u00df", "\u3002", "\ud800",
+                     "\u202e", "\U0001f600"]),
+    st.characters(),
+)
+_HOSTS = st.one_of(
+    st.sampled_from(["example.com", "EXAMPLE.com.", "xn--bcher-kva.de", "b\u00fccher.de", "127.0.0.1",
+                     "[::1]", "\u4f8b\u3048.\u30c6\u30b9\u30c8", "[FE80::A%25eth0]", "[::ffff:1.2.3.4]",
+                     "ex%41mple.com", "a_b~c", "", "[", "[::1", "a:b"]),
+    st.text(alphabet=_UNRESERVED + "%.[]:", min_size=1, max_size=12),
+)
+_PIECES = st.builds("".join, st.lists(_PIECE, max_size=8))
+URL_SHAPED = st.builds(
+    "".join,
+    st.tuples(
+        st.sampled_from(["http://", "HTTP://", "https://", "hTTpS://", "ftp://", "http:", "http:///", "//"]),
+        st.one_of(st.just(""), st.builds("{}@".format, st.text(alphabet=_UNRESERVED + ":%@ ", max_size=8))),
+        _HOSTS,
+        st.sampled_from(["", ":", ":80", ":443", ":0080", ":8080", ":65536", ":x"]),
+        st.one_of(st.builds("/{}".format, _PIECES), _PIECES),
+        st.one_of(st.just(""), st.builds("?{}".format, _PIECES)),
+        st.one_of(st.just(""), st.builds("#{}".format, _PIECES)),
+    ),
+)
+ANY_STRING = st.one_of(st.text(), URL_SHAPED)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_STRING)
+@example("http://a/%2e%2e/")
+@example("http://a/.//x")
+@example("http://a b@example.com/")
+@example("HTTP://0/;")
+def test_normalize_raises_only_invalid_url_and_its_output_is_a_fixed_point(url: str) -> None:
+    try:
+        out = normalize(url)
+    except InvalidURL:
+        return
+    assert normalize(out) == out
+    assert resolve(out, out) == out
+    parts = urlsplit(out)
+    assert parts.scheme in ("http", "https") and parts.hostname and not parts.fragment
+    assert "@" not in parts.netloc
+    assert out.isascii() and not any(c.isspace() or ord(c) < 0x21 or ord(c) == 0x7F for c in out)
+
+
+@st.composite
+def _respelled(draw: st.DrawFn, url: str) -> str:
+    """`url` with scheme and authority in uppercase and some unreserved characters of its path and query
+    written as escapes (hex digits in either case)."""
+    head, _, tail = url.partition("://")
+    authority, slash, rest = tail.partition("/")
+    spelled = [
+        f"%{ord(c):02{draw(st.sampled_from('xX'))}}" if c in _UNRESERVED and draw(st.booleans()) else c
+        for c in rest
+    ]
+    return f"{head.upper()}://{authority.upper()}{slash}{''.join(spelled)}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_urls_that_differ_only_by_case_and_unreserved_escapes_are_one_url(data: st.DataObject) -> None:
+    url = data.draw(URL_SHAPED)
+    try:
+        out = normalize(url)
+    except InvalidURL:
+        return
+    if "[" in urlsplit(out).netloc:
+        return  # an IPv6 zone id is case-sensitive
+    assert normalize(data.draw(_respelled(out))) == out
 
 
 def test_invalid_url_is_a_value_error() -> None:
@@ -193,6 +285,11 @@ BASE = "https://example.com/dir/page.html"
         ("HTTP://Other.org", "http://other.org/"),
         ("?page=2", "https://example.com/dir/page.html?page=2"),
         ("../up/", "https://example.com/up/"),
+        ("x;", "https://example.com/dir/x;"),  # an empty ";" parameter is part of the path (urljoin drops it)
+        ("https://other.org/;", "https://other.org/;"),
+        ("https:x", "https://example.com/dir/x"),
+        ("HTTPS://Other.org/%7e", "https://other.org/~"),
+        ("./%2E%2E/%2e/x", "https://example.com/x"),
     ],
 )
 def test_resolve(href: str, expected: str | None) -> None:
@@ -241,6 +338,43 @@ SEEDS = ["https://www.python.org/", "http://Example.COM:8080/start"]
 )
 def test_scope_modes(mode: str, url: str, allowed: bool) -> None:
     assert Scope.build(SEEDS, mode).allows(url) is allowed
+
+
+# --scope domain knows the Public Suffix List (the packaged snapshot of publicsuffixlist): a site is a
+# seed host's registrable domain, so a seed on a shared host (github.io, co.uk) allows only its own part.
+@pytest.mark.parametrize(
+    ("seed", "url", "allowed"),
+    [
+        ("https://www.github.io/", "https://www.github.io/x", True),
+        ("https://www.github.io/", "https://a.www.github.io/", True),
+        ("https://www.github.io/", "https://github.io/", False),
+        ("https://www.github.io/", "https://other.github.io/", False),
+        ("https://alice.github.io/", "https://bob.github.io/", False),
+        ("https://docs.python.org/3/", "https://www.python.org/", True),
+        ("https://docs.python.org/3/", "https://python.org/", True),
+        ("https://docs.python.org/3/", "https://a.b.python.org/", True),
+        ("https://docs.python.org/3/", "https://python.org.evil.com/", False),
+        ("https://docs.python.org/3/", "https://org/", False),
+        ("https://www.bbc.co.uk/", "https://news.bbc.co.uk/", True),
+        ("https://www.bbc.co.uk/", "https://other.co.uk/", False),
+        ("https://a.b.example.test/", "https://c.example.test/", True),  # an unknown TLD is a suffix
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:9000/", True),  # an address is its own site, exactly
+        ("http://127.0.0.1:8000/", "http://0.1/", False),
+        ("http://[::1]:8000/", "http://[::1]/", True),
+        ("https://github.io/", "https://github.io/x", True),  # a public suffix seeded: itself, not the others
+        ("https://github.io/", "https://alice.github.io/", False),
+        ("https://WWW.Example.COM./", "https://docs.example.com/", True),
+        ("https://www.example.com/", "https://docs.example.com./", True),
+        ("https://xn--r8jz45g.xn--zckzah/", "https://www.xn--r8jz45g.xn--zckzah/", True),
+    ],
+)
+def test_scope_domain_is_the_registrable_domain(seed: str, url: str, allowed: bool) -> None:
+    assert Scope.build([seed], "domain").allows(url) is allowed
+
+
+def test_scope_domain_adds_a_redirect_targets_site() -> None:
+    scope = Scope.build(["https://alice.github.io/"], "domain").with_host("docs.python.org")
+    assert scope.allows("https://www.python.org/") and not scope.allows("https://bob.github.io/")
 
 
 @pytest.mark.parametrize(

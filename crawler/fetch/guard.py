@@ -22,7 +22,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
 
-from crawler.urls import InvalidURL, endpoint_of, is_private_address, literal_address
+from crawler.addresses import is_private_address, literal_address
+from crawler.urls import InvalidURL, endpoint_of
 
 CACHE_SIZE = 10_000  # hosts remembered; the oldest is forgotten first
 

@@ -1,4 +1,4 @@
-"""crawler.urls: RFC 3986 vectors, normalization, scope, traps and private addresses."""
+"""crawler.urls and crawler.addresses: RFC 3986 vectors, normalization, scope, traps and private addresses."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from crawler.addresses import is_private_address, literal_address
 from crawler.urls import (
     InvalidURL,
     Scope,
     endpoint_of,
-    host_is_ip_literal,
     host_of,
-    is_private_address,
-    literal_address,
     normalize,
     origin_of,
     resolve,
@@ -499,22 +497,6 @@ def test_is_private_address(ip: str, private: bool) -> None:
 def test_is_private_address_rejects_names() -> None:
     with pytest.raises(ValueError):
         is_private_address("localhost")
-
-
-@pytest.mark.parametrize(
-    ("host", "literal"),
-    [
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("example.com", False),
-        ("2130706433", False),  # a decimal spelling: resolved by the I/O layer, not here
-        ("localhost", False),
-        ("", False),
-    ],
-)
-def test_host_is_ip_literal(host: str, literal: bool) -> None:
-    assert host_is_ip_literal(host) is literal
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ class Crawl:
         self.tally = Tally(pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
-                                   obey_nofollow=not settings.ignore_robots)
+                                   obey_nofollow=not settings.ignore_robots, max_redirects=limits.max_redirects)
         for seed, target in seed_redirects:  # (an earlier run's: their hosts are seed hosts again)
             self._adopt(seed, target)
         self.batch = Batch()

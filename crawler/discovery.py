@@ -4,7 +4,9 @@ Pure: values in, values out. Links marked nofollow are not followed (unless --ig
 admitted once per crawl (a cache of what was seen spares the
 frontier most repeats; the frontier dedups exactly), if in scope, not a trap, within --max-depth and
 within its host's --max-pages-per-host. A URL seen before at a greater depth is reported as shallower,
-so --max-depth counts the shortest path even when concurrency finds a longer one first.
+so --max-depth counts the shortest path even when concurrency finds a longer one first. A redirect
+chain is bounded however many hosts it crosses: a queued target carries its chain's hop count (in this
+process: a resume, or another worker claiming the target, starts that count again).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 
 from crawler.frontier import Entry
 from crawler.records import Outcome
+from crawler.settings import Limits
 from crawler.urls import Scope, host_of, trap_reason
 
 SEEN_MAX = 100_000  # discovered URLs remembered to skip repeats before any check (then forgotten at once)
+MAX_REDIRECTS = Limits().max_redirects
 REFUSED = -1  # in `seen`: a URL out of scope, a trap, or over its host's budget
 
 
@@ -70,22 +74,39 @@ class Discovery:
     """Admits discovered URLs (see the module docstring); `take()` hands over what was found so far."""
 
     def __init__(self, scope: Scope, max_depth: int | None, max_url_length: int, budget: HostBudget,
-                 obey_nofollow: bool = True) -> None:
+                 obey_nofollow: bool = True, max_redirects: int = MAX_REDIRECTS) -> None:
         self.scope, self.max_depth, self.max_url_length, self.budget = scope, max_depth, max_url_length, budget
         self.obey_nofollow = obey_nofollow  # (--ignore-robots follows nofollow links too)
+        self.max_redirects = max_redirects
         self.seen: dict[str, int] = {}  # url -> least depth, or REFUSED
+        self.chains: dict[str, int] = {}  # a queued redirect target -> the hops its chain took to reach it
         self.found = Found()
 
     def outcome(self, outcome: Outcome) -> None:
         """Links (and a redirect target not followed in place) worth queueing. A redirect that ended in an
-        error (a loop, too many hops) adds nothing: its chain must not be re-entered as a new job."""
+        error (a loop, too many hops) adds nothing: its chain must not be re-entered as a new job. A
+        redirect target is queued with the hops its chain took so far, across hosts: past max_redirects the
+        outcome becomes "too many redirects" instead (its error set here, before anything counts it)."""
         depth = outcome.job.depth + 1
         response = outcome.response
-        if response.redirect_left:
-            self.urls([response.redirect_left], outcome.job.depth)
+        target = response.redirect_left
+        if target:
+            hops = self.chains.pop(outcome.job.url, 0) + len(outcome.followed) + 1
+            if hops > self.max_redirects:
+                response.error = f"too many redirects: more than {self.max_redirects}, across hosts"
+            else:
+                new = target not in self.seen
+                self.urls([target], outcome.job.depth)
+                if new and self.seen.get(target, REFUSED) != REFUSED:
+                    self._remember_chain(target, hops)
         if outcome.page and (self.max_depth is None or depth <= self.max_depth):
             self.urls([link.url for link in outcome.page.links if not (link.nofollow and self.obey_nofollow)],
                       depth)
+
+    def _remember_chain(self, url: str, hops: int) -> None:
+        if len(self.chains) >= SEEN_MAX:
+            self.chains.clear()  # (a chain forgotten starts its count again: bounded, if less tightly)
+        self.chains[url] = hops
 
     def urls(self, urls: list[str], depth: int) -> None:
         for url in urls:
@@ -109,7 +130,8 @@ class Discovery:
     def again(self, outcomes: list[Outcome]) -> list[Entry]:
         """What the outcomes discovered, by the same rules but whether seen before or not (and outside
         the host budget, which admitted them once already): for a frontier that may have lost them."""
-        fresh = Discovery(self.scope, self.max_depth, self.max_url_length, HostBudget(0), self.obey_nofollow)
+        fresh = Discovery(self.scope, self.max_depth, self.max_url_length, HostBudget(0), self.obey_nofollow,
+                          self.max_redirects)
         for outcome in outcomes:
             fresh.outcome(outcome)
         return fresh.take().new

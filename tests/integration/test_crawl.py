@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -283,3 +285,22 @@ def test_a_seed_host_is_trusted_on_its_own_port_only(tmp_path: Path, engine: str
     assert dict(rows(db, "SELECT url, error FROM pages")) == {
         seed.url("/"): None, seed.url("/r"): None, secret: "blocked: private address 127.0.0.1",
         moved.url("/"): None, moved.url("/m"): None}
+
+
+def test_a_redirect_chain_across_hosts_is_bounded(tmp_path: Path, engine: str) -> None:
+    """A chain through 13 hosts (127.0.0.2 -> .3 -> ... -> .14), each hop off-host and so queued as a new
+    URL: the chain's hop count travels with the queued target, so the 11th hop (over the default 10) is
+    a "too many redirects" row and no later host is asked."""
+    hosts = [f"127.0.0.{n}" for n in range(2, 15)]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(serve(host)) for host in hosts]
+        for server, following in itertools.pairwise(servers):
+            server.mount("/", redirect(following.url("/")))
+        servers[-1].mount("/", static(b"<html>the end</html>"))
+        db = tmp_path / "crawl.db"
+        crawl(db, servers[0].url("/"), "--engine", engine, "--scope", "all", "--allow-private",
+              "--ignore-robots")
+        asked = [len(server.hits("/")) for server in servers]
+    assert asked == [1] * 11 + [0, 0]  # the seed and 10 redirects followed; the 11th is refused
+    (last,) = rows(db, "SELECT url, status, error FROM pages WHERE error IS NOT NULL")
+    assert last == (servers[10].url("/"), 302, "too many redirects: more than 10, across hosts")

@@ -295,8 +295,8 @@ CRAWL_COLUMNS = ["id", "status", "started_at", "finished_at", "active_s", "pages
 
 
 def list_crawls(db: str) -> list[list[Any]]:
-    """One row of CRAWL_COLUMNS per crawl, oldest first; `active_s` sums its runs (each from its start to
-    its end, or to its last heartbeat if it died), so the time a crawl spent stopped does not count."""
+    """One row of CRAWL_COLUMNS per crawl, oldest first; `active_s` is the time its runs ran (each from its
+    start to its end, or to its last heartbeat if it died), so the time a crawl spent stopped does not count."""
     with reading(db, f"read the crawls from {db}") as conn:
         tallies = {crawl_id: (n, errors) for crawl_id, n, errors in conn.execute(
             select(pages.c.crawl_id, func.count(), func.count(pages.c.error)).group_by(pages.c.crawl_id))}
@@ -310,10 +310,14 @@ def list_crawls(db: str) -> list[list[Any]]:
 
 
 def active_seconds(spans: Iterable[Sequence[Any]]) -> dict[int, float]:
-    """{crawl_id: seconds} summed over (crawl_id, started, ended) spans."""
+    """{crawl_id: seconds} during which at least one of its (crawl_id, started, ended) spans ran: runs that
+    overlap (workers of one crawl) count once, the time between runs not at all."""
     total: dict[int, float] = {}
-    for crawl_id, started, ended in spans:
-        total[crawl_id] = total.get(crawl_id, 0.0) + max((ended - started).total_seconds(), 0.0)
+    reach: dict[int, Any] = {}  # crawl_id -> the end of the time counted so far
+    for crawl_id, started, ended in sorted(spans, key=lambda span: (span[0], span[1])):
+        counted_to = max(reach.get(crawl_id, started), started)
+        total[crawl_id] = total.get(crawl_id, 0.0) + max((ended - counted_to).total_seconds(), 0.0)
+        reach[crawl_id] = max(counted_to, ended)
     return total
 
 

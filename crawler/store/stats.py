@@ -13,11 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from crawler.records import error_kind
-from crawler.store.query import find_crawl, reading
-from crawler.store.schema import frontier, pages, runs
+from crawler.store.query import active_seconds, find_crawl, reading
+from crawler.store.schema import RUNNING, UtcDateTime, frontier, pages, runs
+from crawler.store.sql import Run
 from crawler.urls import host_of
-
-STALE = 60.0  # a worker whose heartbeat is older than this many seconds is shown as gone
 
 
 def stats(db: str, crawl_id: int | None = None) -> dict[str, Any]:
@@ -46,14 +45,18 @@ def error_kinds(conn: Connection, crawl_id: int) -> dict[str, int]:
 
 def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
     """id, status, started_at, finished_at, pages, statuses {status: n}, errors {kind: n}, hosts,
-    frontier {state: n}, duration_s and pages_per_s (measured up to now while the crawl is unfinished)."""
+    frontier {state: n}, duration_s (the time its runs ran: stopped time is not counted) and pages_per_s,
+    its runs (live or not) and when one was last alive."""
     crawl = find_crawl(conn, crawl_id)
     of_crawl = pages.c.crawl_id == crawl.id
     n_pages = conn.execute(select(func.count()).select_from(pages).where(of_crawl)).scalar_one()
     joined = pages.join(frontier, (frontier.c.crawl_id == pages.c.crawl_id) & (frontier.c.url == pages.c.url))
     hosts = select(func.count(frontier.c.host.distinct())).select_from(joined).where(of_crawl)
-    end = crawl.finished_at or dt.datetime.now(dt.UTC)
-    duration = max((end - crawl.started_at).total_seconds(), 0.0)
+    ran = workers(conn, crawl.id)
+    duration = ran_for(conn, crawl.id)
+    if duration is None:  # (no runs rows: a crawl from before they were kept)
+        end = crawl.finished_at or dt.datetime.now(dt.UTC)
+        duration = max((end - crawl.started_at).total_seconds(), 0.0)
     return {
         "id": crawl.id,
         "status": crawl.status,
@@ -66,8 +69,18 @@ def crawl_stats(conn: Connection, crawl_id: int | None) -> dict[str, Any]:
         "frontier": counts(conn, frontier.c.state, frontier.c.crawl_id == crawl.id),
         "duration_s": round(duration, 3),
         "pages_per_s": round(n_pages / duration, 2) if duration > 0 else 0.0,
-        "workers": workers(conn, crawl.id) if crawl_is_shared(crawl.settings) else [],
+        "workers": ran if crawl_is_shared(crawl.settings) else [],
+        "live_runs": sum(w["live"] for w in ran),
+        "last_alive": max((w["alive_at"] for w in ran), default=None),
     }
+
+
+def ran_for(conn: Connection, crawl_id: int) -> float | None:
+    """Seconds during which a process worked on the crawl (its runs' spans, overlaps once: time spent
+    stopped between runs is not counted); None if it has no runs rows."""
+    ended = func.coalesce(runs.c.ended_at, runs.c.alive_at, type_=UtcDateTime)
+    spans = list(conn.execute(select(runs.c.crawl_id, runs.c.started_at, ended).where(runs.c.crawl_id == crawl_id)))
+    return active_seconds(spans).get(crawl_id) if spans else None
 
 
 def crawl_is_shared(settings_json: str) -> bool:
@@ -82,13 +95,14 @@ def hosts_of_pages(conn: Connection, crawl_id: int) -> int:
 
 def workers(conn: Connection, crawl_id: int) -> list[dict[str, Any]]:
     """Each process that worked on the crawl: machine, pid, pages stored (as of its last heartbeat),
-    last heartbeat, and whether it is live (not ended, and its heartbeat fresh)."""
+    last heartbeat, and whether it is live (not ended, and, on this machine, its process exists;
+    elsewhere its heartbeat is fresh)."""
     at = dt.datetime.now(dt.UTC)
     c = runs.c
-    query = select(c.host, c.pid, c.pages, c.alive_at, c.ended_at).where(c.crawl_id == crawl_id).order_by(c.id)
+    query = select(c.id, c.host, c.pid, c.pages, c.alive_at, c.ended_at).where(c.crawl_id == crawl_id).order_by(c.id)
     return [
         {"host": r.host, "pid": r.pid, "pages": r.pages, "alive_at": r.alive_at,
-         "live": r.ended_at is None and (at - r.alive_at).total_seconds() < STALE}
+         "live": r.ended_at is None and Run(r.id, r.host, r.pid, r.alive_at).is_live(at)}
         for r in conn.execute(query)
     ]
 
@@ -105,8 +119,11 @@ def format_stats(figures: dict[str, Any]) -> str:
         return ", ".join(f"{key}: {n}" for key, n in mapping.items()) or "none"
 
     f = figures
+    status = f["status"]
+    if status == RUNNING and not f.get("live_runs") and f.get("last_alive"):
+        status = f"running, but no process works on it: last alive {when(f['last_alive'])}; `crawl` resumes it"
     lines = [
-        f"crawl     {f['id']} ({f['status']})",
+        f"crawl     {f['id']} ({status})",
         f"started   {when(f['started_at'])}",
         f"finished  {when(f['finished_at'])}",
         f"duration  {f['duration_s']:.1f} s",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from conftest import ROOT
 
 from crawler.records import Job, Link, Outcome, Page, Response
 from crawler.store.query import QueryError, format_rows, run_readonly
+from crawler.store.schema import runs
 from crawler.store.sql import open_store
 from crawler.store.stats import format_stats, stats
 
@@ -344,6 +347,32 @@ def test_stats_of_the_latest_crawl(db: str) -> None:
         3, {200: 2}, {"timeout": 1}, 1)  # fmt: skip
     text = format_stats(figures)
     assert "pages     3" in text and "200: 2" in text and "timeout: 1" in text and "(finished)" in text
+
+
+def test_stats_count_the_time_the_crawl_ran_and_name_a_crash(any_db: str) -> None:
+    """Two runs of 10 s an hour apart, and a third overlapping the second (another worker): 30 s, not an
+    hour; the crawl's row says running, but its last run died without ending: stats says when it was
+    last alive, not that it runs."""
+    with open_store(any_db) as store:
+        crawl_id = store.start_crawl(["http://a.test/"], "{}")
+        t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        spans = [(t0, t0 + dt.timedelta(seconds=10), t0 + dt.timedelta(seconds=10)),
+                 (t0 + dt.timedelta(hours=1), t0 + dt.timedelta(hours=1, seconds=15), None),
+                 (t0 + dt.timedelta(hours=1, seconds=5), t0 + dt.timedelta(hours=1, seconds=20), None)]
+        for started, alive, ended in spans:
+            store.write(lambda conn, s=started, a=alive, e=ended: conn.execute(runs.insert().values(
+                crawl_id=crawl_id, host=socket.gethostname(), pid=dead_pid(), started_at=s, alive_at=a,
+                ended_at=e)))
+    figures = stats(any_db)
+    assert figures["duration_s"] == 30.0 and figures["live_runs"] == 0
+    text = format_stats(figures)
+    assert "running, but no process works on it: last alive 2026-01-01 01:00:20 UTC" in text, text
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
 
 
 def test_stats_without_a_database_or_a_crawl(tmp_path: Path, sqlite_db: str) -> None:

@@ -204,8 +204,8 @@ class JobRunner:
         args = (response.final_url, response.body, arg)
         limit = self.settings.limits.parse_timeout
         try:
-            if self.pool is None:
-                return fn(*args)
+            if self.pool is None:  # (--parse-workers 0: on a thread, not in this greenlet, see Workers.aside)
+                return self.engine.aside(fn, args, limit)
             return self.engine.apply(self.pool, run_within, (limit, fn, *args), dead_after(limit))
         except TooSlow:  # interrupted in its process, which goes on with the next page
             response.error = f"parse error: extraction took over {limit:g} s"

@@ -41,6 +41,12 @@ class Workers(Protocol):
         after `timeout` seconds."""
         ...
 
+    def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """fn(*args) on a thread of its own (CPU work with no extraction pool: --parse-workers 0), the caller
+        waiting and the others running on; TimeoutError after `timeout` seconds (the thread finishes the
+        call and its answer is dropped: a thread cannot be stopped)."""
+        ...
+
 
 class FetchEngine(Engine, Workers, Protocol):
     """An engine whose jobs may ask it for sessions and the extraction pool: both real engines are."""

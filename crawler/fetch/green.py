@@ -64,6 +64,14 @@ class GeventEngine:
         except gevent.Timeout:
             raise TimeoutError(f"no answer in {timeout:g} s") from None
 
+    def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """fn(*args) on the hub's thread pool: the hub, and every other greenlet's fetch, runs on meanwhile
+        (in the caller's greenlet the work would hold the hub, and in-flight fetches would time out)."""
+        try:
+            return gevent.get_hub().threadpool.spawn(fn, *args).get(timeout=timeout)
+        except gevent.Timeout:
+            raise TimeoutError(f"no answer in {timeout:g} s") from None
+
     def _arrive(self, waiter: gevent.event.AsyncResult, ok: bool, value: Any) -> None:
         """On the pool's result thread: queue the outcome, wake the hub."""
         self._arrivals.append((waiter, ok, value))

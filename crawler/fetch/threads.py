@@ -7,6 +7,7 @@ store shared by every thread, as the gevent engine's one session has.
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import queue
 import threading
@@ -29,6 +30,7 @@ class ThreadEngine:
         self._local = threading.local()
         self._sessions: list[CrawlSession] = []
         self._client, self._cookies = client, client.cookie_store()  # one store: the same as on gevent
+        self._aside = concurrent.futures.ThreadPoolExecutor(max(2, concurrency // 4), "aside")
 
     def submit(self, fn: Callable[[A], object], arg: A) -> None:
         self._pool.apply_async(fn, (arg,), callback=self._done.put, error_callback=self._done.put)
@@ -58,7 +60,15 @@ class ThreadEngine:
         except multiprocessing.TimeoutError:
             raise TimeoutError(f"no answer in {timeout:g} s") from None
 
+    def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """fn(*args) on a thread of the aside pool, so `timeout` holds (this thread gives up waiting)."""
+        try:
+            return self._aside.submit(fn, *args).result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer in {timeout:g} s") from None
+
     def close(self, timeout: float = 5.0) -> None:
+        self._aside.shutdown(wait=False, cancel_futures=True)
         self._pool.terminate()
         for session in self._sessions:
             session.close()

@@ -304,3 +304,30 @@ def test_a_redirect_chain_across_hosts_is_bounded(tmp_path: Path, engine: str) -
     assert asked == [1] * 11 + [0, 0]  # the seed and 10 redirects followed; the 11th is refused
     (last,) = rows(db, "SELECT url, status, error FROM pages WHERE error IS NOT NULL")
     assert last == (servers[10].url("/"), 302, "too many redirects: more than 10, across hosts")
+
+
+BIG_PAGE = b"<html><body>" + b"".join(b"<div><p><b>x</b> <a href='#a%d'>l</a></p></div>" % i
+                                      for i in range(60_000)) + b"</body></html>"  # ~2 s of BeautifulSoup
+
+
+def test_parse_workers_0_does_not_hold_other_fetches(tmp_path: Path, engine: str) -> None:
+    """--parse-workers 0: a page that takes seconds to extract runs on a thread of its own, so the fetches
+    in flight meanwhile (0.6 s each, deadline 1.5 s) are not turned into false timeouts; and its
+    --parse-timeout holds there too."""
+    with serve() as server:
+        slow = [server.url(f"/sleep/600?n={n}") for n in range(12)]
+        server.mount("/", static("".join(f'<a href="{url}">s</a>' for url in ["/big", *slow]).encode()))
+        server.mount("/big", static(BIG_PAGE))
+        db = tmp_path / "crawl.db"
+        result = run_cli(server.url("/"), "--db", str(db), "--engine", engine, "--parse-workers", "0",
+                         "--ignore-robots", "--timeout", "1.5", "--retries", "0", "--concurrency", "16",
+                         "--per-host", "16", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert rows(db, "SELECT url, error FROM pages WHERE error IS NOT NULL") == []
+        stored = dict(rows(db, "SELECT url, status FROM pages"))
+        assert [stored.get(url) for url in [server.url("/big"), *slow]] == [200] * 13
+        db = tmp_path / "impatient.db"
+        result = run_cli(server.url("/big"), "--db", str(db), "--engine", engine, "--parse-workers", "0",
+                         "--ignore-robots", "--parse-timeout", "0.2", "--quiet")
+        assert result.returncode == 0, result.stderr
+    assert rows(db, "SELECT status, error FROM pages") == [(200, "parse error: extraction gave no answer in 0.2 s")]

@@ -140,9 +140,9 @@ def resume(db: str, overrides: dict[str, object], credentials: Credentials | Non
     with Stop().installed(exiting=True) as stop:
         store = opened(db, stop)
         try:
-            latest = store.latest_unfinished()
+            latest = store.latest_unfinished() or more_pages(store, overrides)
             if latest is None:
-                raise nothing_to_resume(db)
+                raise nothing_to_resume(db, store)
             crawl_id, seeds, settings_json = latest
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
@@ -154,7 +154,39 @@ def resume(db: str, overrides: dict[str, object], credentials: Credentials | Non
             store.close()
 
 
-def nothing_to_resume(db: str) -> NothingToResume:
+def stopped_at_budget(store: Store) -> tuple[int, list[str], str, int, int] | None:
+    """The latest crawl, if it finished at its --max-pages with URLs still queued (one process's crawl: a
+    shared frontier's queue is not kept): (id, seeds, settings JSON, its --max-pages, URLs queued)."""
+    try:
+        crawl_id, seeds, settings_json, _ = store.crawl()
+    except StoreError:
+        return None
+    settings = Settings.from_json(settings_json)
+    if not settings.max_pages or settings.frontier_key or store.page_count(crawl_id) < settings.max_pages:
+        return None
+    queued = store.frontier(crawl_id).pending()
+    return (crawl_id, seeds, settings_json, settings.max_pages, queued) if queued else None
+
+
+def more_pages(store: Store, overrides: dict[str, object]) -> tuple[int, list[str], str] | None:
+    """The crawl that stopped at its --max-pages, when this resume gives a larger one (or 0): it goes on."""
+    stopped = stopped_at_budget(store)
+    wanted = overrides.get("max_pages")
+    if stopped is None or not isinstance(wanted, int) or 0 < wanted <= stopped[3]:
+        return None
+    crawl_id, seeds, settings_json, budget, queued = stopped
+    print(f"crawl: continuing crawl {crawl_id}, which stopped at --max-pages {budget} with {queued} URLs queued",
+          file=sys.stderr)
+    return crawl_id, seeds, settings_json
+
+
+def nothing_to_resume(db: str, store: Store | None = None) -> NothingToResume:
+    stopped = stopped_at_budget(store) if store is not None else None
+    if stopped is not None:
+        crawl_id, _, _, budget, queued = stopped
+        return NothingToResume(f"nothing to resume in {without_password(db)}: crawl {crawl_id} stopped at "
+                               f"--max-pages {budget} with {queued} URLs queued; give a larger --max-pages "
+                               "(or 0) to continue it, or SEEDS to start a crawl")
     return NothingToResume(f"nothing to resume in {without_password(db)}: give SEEDS to start a crawl")
 
 

@@ -325,8 +325,9 @@ def test_a_stop_while_the_last_write_waits_for_a_lock_ends_interrupted(tmp_path:
     assert query(db, "SELECT status FROM crawls") == [("running",)]
 
 
-def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> None:
-    """--max-pages counts across a kill and a resume; a finished crawl is never resumed."""
+def test_a_crawl_that_reached_max_pages_is_done_until_given_more(site: Site, tmp_path: Path) -> None:
+    """--max-pages counts across a kill and a resume; a finished crawl is not resumed, but one that stopped
+    at its --max-pages goes on when given a larger one, to that many pages in all."""
     db = tmp_path / "crawl.db"
     ready = stored_more(db, 60)  # (plus a commit of overshoot: still well short of 300)
     kill(start(site, db, "gevent", "--max-pages", "300"), db, ready, group=True)
@@ -335,6 +336,13 @@ def test_a_crawl_that_reached_max_pages_is_done(site: Site, tmp_path: Path) -> N
     assert query(db, "SELECT status FROM crawls") == [("finished",)]
     again = resume(db, "gevent")
     assert again.wait() == 2 and again.stderr.startswith("crawl: nothing to resume"), again.stderr
+    assert "stopped at --max-pages 300" in again.stderr and "give a larger --max-pages" in again.stderr
+    same = Job("--db", str(db), "--max-pages", "300", "--quiet")
+    assert same.wait() == 2 and "nothing to resume" in same.stderr
+    more = Job("--db", str(db), "--max-pages", "350", "--quiet")
+    assert more.wait() == 0 and "continuing crawl 1, which stopped at --max-pages 300" in more.stderr, more.stderr
+    assert query(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(350, 350)]
+    assert query(db, "SELECT id, status FROM crawls") == [(1, "finished")]
 
 
 # -- backpressure, in process ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ a non-zero exit (2 for bad input, 1 for a failure while running), never a traceb
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -53,6 +54,9 @@ USER_ERRORS: dict[type[Exception], int] = {
 }
 
 
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known failures print `crawl: message` on stderr and exit non-zero, without a traceback."""
 
@@ -66,6 +70,11 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:  # Ctrl-C in a reading command (a crawl handles its signals itself)
             click.echo("crawl: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # the output cannot be written: a full disk, a file too big (a closed pipe:
+            if exc.errno not in UNWRITABLE:  # click exits 1 quietly, as `| head` expects)
+                raise
+            click.echo(f"crawl: cannot write the output: {exc.strerror}", err=True)
+            sys.exit(1)
 
     return wrapper
 

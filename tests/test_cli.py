@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,15 @@ def test_a_resume_can_turn_a_flag_off(site_factory, tmp_path: Path) -> None:  # 
     again = run_cli("--db", str(db), "--obey-robots", "--max-pages", "3", "-q")
     assert again.returncode == 0, again.stderr
     assert hits() == 1
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT * FROM pages"], ["export"], ["crawls"]])
+def test_a_full_disk_is_one_line_and_a_closed_pipe_is_quiet(crawled: Path, command: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "crawler", *command, "--db", str(crawled)], stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert result.returncode == 1 and result.stderr == "crawl: cannot write the output: No space left on device\n"
+    shell = f"{sys.executable} -m crawler {' '.join(map(shlex.quote, command))} --db {crawled} --format csv | head -c 1"
+    piped = subprocess.run(["bash", "-c", f"set -o pipefail; {shell} >/dev/null"], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert "Traceback" not in piped.stderr and "Exception" not in piped.stderr, piped.stderr

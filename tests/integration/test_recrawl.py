@@ -4,9 +4,12 @@ databases; the savings measured by the test site itself (its /_bytes counter).""
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
+from pathlib import Path
 
 from conftest import run_cli
+from crawl_jobs import Job, count, wait_for
 from sqlalchemy import create_engine, text
 
 from crawler.store.db import database_url
@@ -76,3 +79,20 @@ def test_recrawl_on_postgresql(site_factory, pg_db: str) -> None:
 def test_recrawl_of_no_crawl_is_one_line(tmp_path) -> None:
     result = run_cli("recrawl", "--db", str(tmp_path / "empty.db"))
     assert result.returncode == 1 and result.stderr.strip() == "crawl: no crawl in this database"
+
+
+def test_an_interrupted_recrawl_resumes_as_a_recrawl(site_factory, tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a recrawl: `crawl --db` resumes it (the same crawl, still a recrawl of the
+    first), and it ends with every URL once, 304s carrying the earlier fields."""
+    site = site_factory("--pages", str(PAGES), "--fanout", "7", "--latency", "0.01")
+    db = tmp_path / "crawl.db"
+    cli(site.url, "--db", str(db), "--concurrency", "8")
+    job = Job("recrawl", "--db", str(db), "--concurrency", "2", "--per-host", "2", "--quiet")
+    wait_for(lambda: count(db, "SELECT count(*) FROM pages WHERE crawl_id = 2") >= 20, "20 recrawled pages", job)
+    job.signal(signal.SIGINT, group=False)
+    assert job.wait(30) == 130, job.stderr
+    assert query(str(db), "SELECT status FROM crawls WHERE id = 2") == [("interrupted",)]
+    cli("--db", str(db), "--concurrency", "8")
+    assert query(str(db), "SELECT status FROM crawls ORDER BY id") == [("finished",), ("finished",)]
+    assert query(str(db), "SELECT count(*), count(DISTINCT url) FROM pages WHERE crawl_id = 2") == [(PAGES, PAGES)]
+    assert_carried_forward(str(db))

@@ -92,6 +92,9 @@ class TableEngine:
     def apply(self, *args: object) -> object:
         raise AssertionError("the table engine never runs the submitted functions")
 
+    def aside(self, *args: object) -> object:
+        raise AssertionError("the table engine never runs the submitted functions")
+
 
 @dataclass
 class CountingFrontier(MemoryFrontier):

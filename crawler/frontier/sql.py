@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, fun
 
 from crawler.frontier import Entry, OneProcess, pick
 from crawler.records import Job
-from crawler.store.db import run_write
+from crawler.store.db import run_read, run_write
 from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
 
 SCAN_LIMIT = 10_000  # queued rows one window looks at, at most
@@ -131,9 +131,8 @@ class SqlFrontier(OneProcess):
 
     def is_known(self, url: str) -> bool:
         """Whether the crawl's frontier holds `url` in any state (a short read on a pooled connection)."""
-        query = select(frontier.c.id).where(self._mine(), frontier.c.url == url)
-        with self.engine.connect() as conn:
-            return conn.execute(query.limit(1)).first() is not None
+        query = select(frontier.c.id).where(self._mine(), frontier.c.url == url).limit(1)
+        return run_read(self.engine, lambda conn: conn.execute(query).first() is not None)
 
     def known(self) -> Iterator[tuple[str, str]]:
         """(url, host) of every URL of the crawl's frontier, in any state, streamed in batches."""
@@ -153,5 +152,4 @@ class SqlFrontier(OneProcess):
 
     def _count(self, condition: ColumnElement[bool]) -> int:
         query = select(func.count()).select_from(frontier).where(self._mine(), condition)
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
+        return run_read(self.engine, lambda conn: conn.execute(query).scalar_one())

@@ -88,13 +88,22 @@ def run_write(engine: Engine, fn: Callable[[Connection], T]) -> T:
     """Run `fn` in one write transaction; retry it while SQLite reports a lock, or while a database server
     cannot be reached (each write is idempotent or rolled back whole), up to the lock wait. Meanwhile
     the caller waits: a crawl stops claiming until its writes go through."""
+    return _retried(engine.execution_options(**{WRITE: True}), fn)
+
+
+def run_read(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    """Run `fn` in one read transaction, retried as run_write's are: a crawl's reads outlive a database
+    server's restart (or a killed connection) as its writes do."""
+    return _retried(engine, fn)
+
+
+def _retried(engine: Engine, fn: Callable[[Connection], T]) -> T:
     options = engine.get_execution_options()
     lock_wait, give_up = options.get(LOCK_WAIT_OPTION, LOCK_WAIT), options.get(GIVE_UP_OPTION)
     began, delay, told, told_lock = time.monotonic(), 0.05, False, False
-    writer = engine.execution_options(**{WRITE: True})
     while True:
         try:
-            with writer.begin() as conn:
+            with engine.begin() as conn:
                 result = fn(conn)
             if told:
                 print("crawl: the database is reachable again", file=sys.stderr)

@@ -32,6 +32,7 @@ from crawler.store.db import (
     make_engine,
     reason,
     refuse_foreign,
+    run_read,
     run_write,
     shown,
     upgrade,
@@ -119,6 +120,9 @@ class Store:
     def write(self, fn: Callable[[Connection], T]) -> T:
         return run_write(self.engine, fn)
 
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        return run_read(self.engine, fn)
+
     def frontier(self, crawl_id: int) -> SqlFrontier:
         """The crawl's SqlFrontier, on this store's engine."""
         return SqlFrontier(self.engine, crawl_id)
@@ -139,8 +143,7 @@ class Store:
     def latest_unfinished(self) -> tuple[int, list[str], str] | None:
         """(id, seeds, settings JSON) of the newest crawl not finished, if any."""
         query = select(crawls.c.id, crawls.c.seeds, crawls.c.settings).where(crawls.c.status != "finished")
-        with self.engine.connect() as conn:
-            row = conn.execute(query.order_by(crawls.c.id.desc()).limit(1)).first()
+        row = self.read(lambda conn: conn.execute(query.order_by(crawls.c.id.desc()).limit(1)).first())
         return None if row is None else (row.id, json.loads(row.seeds), row.settings)
 
     def running_crawl(self, crawl_id: int | None = None) -> tuple[int, list[str], str]:
@@ -149,8 +152,7 @@ class Store:
         c = crawls.c
         query = select(c.id, c.seeds, c.settings, c.status).order_by(c.id.desc()).limit(1)
         query = query.where(c.id == crawl_id) if crawl_id is not None else query.where(c.status == RUNNING)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = self.read(lambda conn: conn.execute(query).first())
         if row is None:
             raise StoreError(f"no crawl {crawl_id} in this database" if crawl_id is not None else
                              "no running crawl in this database: start one with `crawl SEEDS --frontier ...`")
@@ -162,24 +164,21 @@ class Store:
         """(id, seeds, settings JSON, recrawl_of) of the crawl, or of the latest; StoreError if none."""
         c = crawls.c
         query = select(c.id, c.seeds, c.settings, c.recrawl_of).order_by(c.id.desc()).limit(1)
-        with self.engine.connect() as conn:
-            row = conn.execute(query if crawl_id is None else query.where(c.id == crawl_id)).first()
+        row = self.read(lambda conn: conn.execute(query if crawl_id is None else query.where(c.id == crawl_id)).first())
         if row is None:
             raise StoreError("no crawl in this database" if crawl_id is None else f"no crawl {crawl_id} in this database")
         return row.id, json.loads(row.seeds), row.settings, row.recrawl_of
 
     def earlier_urls(self, crawl_id: int) -> list[tuple[str, int, dict[str, str]]]:
         """(url, depth, validators) of every URL the crawl stored: what a recrawl of it fetches."""
-        with self.engine.connect() as conn:
-            return list(earlier_urls(conn, crawl_id))
+        return self.read(lambda conn: list(earlier_urls(conn, crawl_id)))
 
     def seed_redirects(self, crawl_id: int) -> list[tuple[str, str]]:
         """(seed, target) of each seed (depth 0) the crawl stored as a redirect to another URL."""
         p = pages.c
         query = select(p.url, p.final_url).where(p.crawl_id == crawl_id, p.depth == 0, p.status >= 300,
                                                  p.status < 400, p.final_url != p.url)
-        with self.engine.connect() as conn:
-            return [(url, final) for url, final in conn.execute(query)]
+        return self.read(lambda conn: [(url, final) for url, final in conn.execute(query)])
 
     def resume(self, crawl_id: int) -> None:
         """Mark the crawl running again."""
@@ -188,8 +187,7 @@ class Store:
     def page_count(self, crawl_id: int) -> int:
         """Page rows the crawl has (what --max-pages counts, also across a resume)."""
         query = select(func.count()).select_from(pages).where(pages.c.crawl_id == crawl_id)
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
+        return self.read(lambda conn: conn.execute(query).scalar_one())
 
     def finish_crawl(self, crawl_id: int, status: str) -> None:
         """Close the crawl with `status` (finished or interrupted) at the current time."""
@@ -233,8 +231,7 @@ class Store:
         """The crawl's runs not ended whose process is still there (see Run.is_live)."""
         c = runs.c
         query = select(c.id, c.host, c.pid, c.alive_at).where(c.crawl_id == crawl_id, c.ended_at.is_(None))
-        with self.engine.connect() as conn:
-            found = [Run(r.id, r.host, r.pid, r.alive_at) for r in conn.execute(query)]
+        found = self.read(lambda conn: [Run(r.id, r.host, r.pid, r.alive_at) for r in conn.execute(query)])
         at = now()
         return [run for run in found if run.is_live(at)]
 

@@ -478,3 +478,20 @@ def test_save_batch_size_of_a_crawl(store: Store) -> None:
         )
         assert conn.execute(mismatched).scalar_one() == 0
     assert fr.pending() == 4000 and fr.done_count() == 100
+
+
+def test_a_read_outlives_a_killed_postgresql_connection(pg_db: str) -> None:
+    """A crawl's reads (a worker joining, the frontier's counts) are retried across a lost connection as
+    its writes are: the backend killed in the middle of one read, the read is run again."""
+    with open_store(pg_db) as store:
+        crawl_id = store.start_crawl(SEEDS, "{}")
+        calls: list[int] = []
+
+        def read(conn: Connection) -> int:
+            calls.append(1)
+            if len(calls) == 1:
+                conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return int(conn.execute(text("SELECT count(*) FROM crawls")).scalar_one())
+
+        assert store.read(read) == 1 and len(calls) == 2
+        assert store.running_crawl(crawl_id)[0] == crawl_id

@@ -128,8 +128,8 @@ def test_four_workers_store_every_page_once_and_fetch_each_once(crawl: Crawl, si
 
 @pytest.mark.parametrize("step", ["after-claim", "mid-fetch", "after-links", "after-commit", "after-ack"])
 def test_a_worker_killed_at_any_step_loses_nothing(crawl: Crawl, site_of, step: str) -> None:
-    site = site_of(150, "--latency", "0.02")
-    crawl.start(site, "--concurrency", "4", "--lease", "3")
+    site = site_of(150, "--latency", "0.05")
+    crawl.start(site, "--concurrency", "1", "--lease", "3")  # alone, >= 7.5 s: the doomed one joins in time
     doomed = crawl.worker("--concurrency", "4", env={"CRAWL_TEST_DIE_AT": step})
     crawl.worker("--concurrency", "4")
     codes = crawl.wait_all()

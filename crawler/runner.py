@@ -196,7 +196,7 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object],
     that fetches every URL that crawl stored with its validators; a 304 keeps the earlier row's fields.
     Interrupted, it resumes like any crawl (`crawl` without seeds)."""
     with Stop().installed(exiting=True) as stop:
-        store = opened(db, stop)
+        store = opened(db, stop, create=False)  # (nothing to recrawl in a database that is not there)
         try:
             previous, seeds, settings_json, _ = store.crawl(crawl_id)
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})

@@ -13,6 +13,7 @@ from crawl_jobs import Job, count, wait_for
 from sqlalchemy import create_engine, text
 
 from crawler.store.db import database_url
+from crawler.store.sql import open_store
 from crawler.testsite import BYTES_PATH, title_of
 
 pytest_plugins = ["conftest_db"]
@@ -77,7 +78,12 @@ def test_recrawl_on_postgresql(site_factory, pg_db: str) -> None:
 
 
 def test_recrawl_of_no_crawl_is_one_line(tmp_path) -> None:
-    result = run_cli("recrawl", "--db", str(tmp_path / "empty.db"))
+    missing = tmp_path / "missing.db"
+    result = run_cli("recrawl", "--db", str(missing))
+    assert result.returncode == 1 and "no database at" in result.stderr and not missing.exists(), result.stderr
+    empty = tmp_path / "empty.db"
+    open_store(str(empty)).close()
+    result = run_cli("recrawl", "--db", str(empty))
     assert result.returncode == 1 and result.stderr.strip() == "crawl: no crawl in this database"
 
 

@@ -160,7 +160,7 @@ class Crawl:
         room = min(self.scheduler.room(), self._budget_left())
         fed = len(self.scheduler) >= self.settings.limits.concurrency
         if room <= 0 or (fed and room < self.scheduler.capacity // 4):
-            return  # claim in batches while the buffer still feeds the engine: a claim costs a window scan
+            return  # claim in batches while the buffer still feeds the engine: a claim costs index probes
         per_host = self.scheduler.host_share(2 * self.settings.limits.per_host)
         if self._still_dry(self.scheduler.crowded_hosts(per_host // 2)):
             return
@@ -179,13 +179,18 @@ class Crawl:
     def _still_dry(self, busy: set[str]) -> bool:
         """Whether the last claim came back short and nothing since could make this one longer: every
         host it left crowded still has half its share buffered or in flight (so a host is claimed for
-        in batches, not after each page), nothing new was queued (by this
-        process; others' additions are seen after DRY_SECONDS). This spares a frontier scan per loop
+        in batches, not after each page), nothing new was queued for another host (by this process;
+        others' additions are seen after DRY_SECONDS). This spares a frontier scan per loop
         pass while one big host is crowded."""
         if self.dry is None:
             return False
         hosts, when = self.dry
         return busy >= hosts and self.clock() - when < DRY_SECONDS
+
+    def _all_crowded(self, entries: Sequence[tuple[str, str, int]]) -> bool:
+        """Whether every entry is of a host the last short claim left crowded: queueing them can't make
+        the next claim longer (a one-host crawl's links, while the host is crowded)."""
+        return self.dry is not None and all(host in self.dry[0] for _, host, _ in entries)
 
     def _unless_followed(self, jobs: list[Job]) -> list[Job]:
         """The jobs, less those for a URL a redirect chain in flight is fetching in place: parked until
@@ -315,7 +320,7 @@ class Crawl:
         """Links first, then pages, then the jobs settled: a crash between two steps leaves jobs claimed,
         which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds."""
         found = self.discovery.take()
-        if self.frontier.add(found.new):
+        if self.frontier.add(found.new) and not self._all_crowded(found.new):
             self.dry = None
         self.frontier.lower_depth(found.shallower)
         outcomes = self.batch.outcomes

@@ -29,8 +29,8 @@ class Frontier(Protocol):
         ...
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
-        """Up to n queued jobs, oldest first (a shared frontier: each host's oldest, hosts in turn), none
-        from exclude_hosts, at most per_host (>0) per host."""
+        """Up to n queued jobs, oldest first, none from exclude_hosts, at most per_host (>0) per host. With
+        a cap or hosts excluded (and always for a shared frontier): each host's oldest, hosts in turn."""
         ...
 
     def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
@@ -78,13 +78,9 @@ def pick(
     n: int,
     exclude_hosts: Collection[str],
     per_host: int,
-    taken: dict[str, int] | None = None,
 ) -> list[Job]:
-    """The claim rule shared by both implementations, over (id, url, host, depth) in id order.
-
-    `taken` counts jobs per host already picked (by an earlier window of the same claim); it is updated.
-    """
-    taken = {} if taken is None else taken
+    """The claim rule of the fake, over (id, url, host, depth) in id order."""
+    taken: dict[str, int] = {}
     jobs: list[Job] = []
     for id_, url, host, depth in candidates:
         if len(jobs) >= n:

@@ -1,12 +1,12 @@
 """SqlFrontier: the frontier as rows of the `frontier` table, in the crawl's own database.
 
-Claims read the index (crawl_id, state, id) in id order, so a claim costs the same on a frontier of
-500k rows as on one of 50. A window is the first SCAN_LIMIT queued rows (index only) less the
-excluded hosts, filtered in SQL; the per-host cap is applied in Python, and a host that reaches it is
-excluded from the next window (at most MAX_WINDOWS). So when the head of the queue is all excluded
-hosts (one big site in flight), a claim returns fewer jobs, or none, in bounded time (about 6 ms)
-instead of walking the whole queue; the crawl loop claims again when fetches finish and un-crowd
-those hosts (and with nothing in flight nothing is excluded, so a crawl never stalls).
+A claim reads a bounded number of rows, however the queue is made: with no per-host cap and no
+excluded host, the n oldest (index (crawl_id, state, id)); otherwise it walks the queued hosts in name
+order through the index (crawl_id, state, host, id), one O(log n) probe per host (the next queued host
+after the last one seen), taking each host's oldest rows up to the cap, hosts in turn from where the
+last claim stopped. An excluded host costs one probe, not a scan of its rows, so a claim whose queue
+is all one crowded host returns nothing at once, and a claim of a 500k-row frontier costs what one of
+50 does.
 On PostgreSQL the candidates are locked FOR UPDATE SKIP LOCKED, so several claimers never share a job.
 Every write is one transaction through crawler.store.db.run_write (BEGIN IMMEDIATE on SQLite, retried
 while locked).
@@ -18,13 +18,10 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, func, select, update
 
-from crawler.frontier import Entry, OneProcess, pick
+from crawler.frontier import Entry, OneProcess
 from crawler.records import Job
 from crawler.store.db import run_read, run_write
 from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
-
-SCAN_LIMIT = 10_000  # queued rows one window looks at, at most
-MAX_WINDOWS = 4
 
 
 class SqlFrontier(OneProcess):
@@ -33,6 +30,7 @@ class SqlFrontier(OneProcess):
     def __init__(self, engine: Engine, crawl_id: int) -> None:
         self.engine = engine
         self.crawl_id = crawl_id
+        self.last_host = ""  # where the last claim's walk over the hosts stopped: the next starts after it
 
     def add(self, entries: Iterable[Entry]) -> int:
         """Queue the (url, host, depth) not yet known; the exact number that were new."""
@@ -47,42 +45,60 @@ class SqlFrontier(OneProcess):
                 for url, (host, depth) in unique.items()]
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
-        """Up to n queued jobs, oldest first, skipping exclude_hosts, at most per_host (>0) per host."""
+        """Up to n queued jobs, none of exclude_hosts: the oldest; with a per_host (>0) cap or hosts
+        excluded, each host's oldest (at most per_host), hosts in turn (see the module docstring)."""
         if n <= 0:
             return []
         return run_write(self.engine, lambda conn: self._claim(conn, n, set(exclude_hosts), per_host))
 
     def _claim(self, conn: Connection, n: int, excluded: set[str], per_host: int) -> list[Job]:
-        jobs: list[Job] = []
-        taken: dict[str, int] = {}
-        size = max(4 * n, 256) if per_host > 0 else n
-        after = 0
-        for _ in range(MAX_WINDOWS):
-            rows = self._window(conn, after, size, excluded)
-            jobs += pick(rows, n - len(jobs), excluded, per_host, taken)
-            if len(jobs) >= n or len(rows) < size:
-                break
-            after = rows[-1][0]
-            excluded = excluded | {host for host, count in taken.items() if count >= per_host}
+        if per_host <= 0 and not excluded:
+            jobs = self._oldest(conn, n)
+        else:
+            jobs = self._by_host(conn, n, excluded, per_host if per_host > 0 else n)
         if jobs:
             ids = [job.id for job in jobs]
             conn.execute(update(frontier).where(frontier.c.id.in_(ids)).values(state=CLAIMED))
         return jobs
 
-    def _window(
-        self, conn: Connection, after: int, size: int, excluded: set[str]
-    ) -> list[tuple[int, str, str, int]]:
-        """Up to `size` rows, in id order, among the next SCAN_LIMIT queued after id `after`, not excluded."""
+    def _by_host(self, conn: Connection, n: int, excluded: set[str], per_host: int) -> list[Job]:
+        """Each queued host's oldest jobs, up to per_host, hosts in turn, until there are n."""
+        jobs: list[Job] = []
+        for host in self._hosts(conn, excluded):
+            jobs += self._oldest(conn, min(per_host, n - len(jobs)), host)
+            self.last_host = host
+            if len(jobs) >= n:
+                break
+        return jobs
+
+    def _hosts(self, conn: Connection, excluded: set[str]) -> Iterator[str]:
+        """The hosts with queued rows, not excluded, each once: in name order from the one after the last
+        claim's, wrapping round to the first."""
+        start, after, wrapped = self.last_host, self.last_host, False
+        while True:
+            host = self._next_host(conn, after)
+            if host is None or (wrapped and host > start):
+                if wrapped or not start:
+                    return
+                after, wrapped = "", True
+                continue
+            after = host
+            if host not in excluded:
+                yield host
+
+    def _next_host(self, conn: Connection, after: str) -> str | None:
         c = frontier.c
-        queued = (c.crawl_id == self.crawl_id, c.state == QUEUED, c.id > after)
-        query = select(c.id, c.url, c.host, c.depth)
-        if excluded:
-            head = select(c.id).where(*queued).order_by(c.id).limit(SCAN_LIMIT)
-            query = query.where(c.id.in_(head), c.host.not_in(sorted(excluded)))
-        else:
-            query = query.where(*queued)
-        query = query.order_by(c.id).limit(size).with_for_update(skip_locked=True)
-        return [(row.id, row.url, row.host, row.depth) for row in conn.execute(query)]
+        query = select(c.host).where(c.crawl_id == self.crawl_id, c.state == QUEUED, c.host > after)
+        return conn.execute(query.order_by(c.host).limit(1)).scalar()
+
+    def _oldest(self, conn: Connection, n: int, host: str | None = None) -> list[Job]:
+        """The n oldest queued jobs (of `host`, if given), locked on PostgreSQL (others' locked skipped)."""
+        c = frontier.c
+        query = select(c.id, c.url, c.depth).where(c.crawl_id == self.crawl_id, c.state == QUEUED)
+        if host is not None:
+            query = query.where(c.host == host)
+        query = query.order_by(c.id).limit(n).with_for_update(skip_locked=True)
+        return [Job(id_, url, depth) for id_, url, depth in conn.execute(query)]
 
     def done(self, jobs: Sequence[Job], landed: Sequence[Entry] = ()) -> list[Job]:
         """The jobs' rows turn done; the landed URLs are inserted as done, or turn done if known. (Never

@@ -95,6 +95,7 @@ frontier = Table(
     Column("state", Text, nullable=False),
     UniqueConstraint("crawl_id", "url"),
     Index(None, "crawl_id", "state", "id"),
+    Index(None, "crawl_id", "state", "host", "id"),  # a claim's walk over the queued hosts
 )
 
 runs = Table(  # one row per process working on a crawl: its heartbeat, for resume and `crawl stats`

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, create_engine, func, insert, inspect, select, text
+from sqlalchemy import Connection, create_engine, event, func, insert, inspect, select, text
 
 from crawler.frontier import Frontier, MemoryFrontier
-from crawler.frontier import sql as sql_frontier
 from crawler.frontier.redis import RedisFrontier
 from crawler.frontier.sql import SqlFrontier
 from crawler.records import Job, Link, Outcome, Page, Response
@@ -80,7 +79,7 @@ def test_upgrade_to_head_leaves_no_drift(store: Store) -> None:
 def test_open_twice_is_idempotent(any_db: str) -> None:
     for _ in range(2):
         with open_store(any_db) as store:
-            assert rows(store, "SELECT version_num FROM alembic_version") == [("0005",)]
+            assert rows(store, "SELECT version_num FROM alembic_version") == [("0006",)]
 
 
 def test_database_url_accepts_paths() -> None:
@@ -260,13 +259,64 @@ def test_claim_caps_jobs_per_host(frontier_impl: Frontier) -> None:
     assert names(frontier_impl.claim(5, exclude_hosts={"b.test"}, per_host=1)) == "a2"
 
 
-def test_claim_looks_at_a_bounded_head(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past SCAN_LIMIT excluded rows a claim gives up (cheaply) rather than walk the whole queue."""
-    monkeypatch.setattr(sql_frontier, "SCAN_LIMIT", 10)
-    _, fr = start(store, [f"http://a.test/{i}" for i in range(30)] + ["http://b.test/1"])
-    assert fr.claim(5, exclude_hosts={"a.test"}) == []
-    assert names(fr.claim(5, per_host=2)) == "a0 a1 b1"  # no exclusion: the first window is plain
-    assert len(fr.claim(40)) == 28
+def claim_cost(store: Store, fr: SqlFrontier, *args: object, **kwargs: object) -> tuple[list[Job], int]:
+    """A claim's jobs, and the work of its reads: SQLite's virtual machine steps, or on PostgreSQL the
+    rows its statements' plans read (EXPLAIN ANALYZE of each, run again in a transaction rolled back)."""
+    statements: list[tuple[str, object]] = []
+    steps = [0]
+
+    def count_step() -> int:
+        steps[0] += 1
+        return 0
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append((statement, parameters))
+        if conn.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.set_progress_handler(count_step, 1)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        jobs = fr.claim(*args, **kwargs)  # type: ignore[arg-type]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            conn.connection.dbapi_connection.set_progress_handler(None, 1)
+        return jobs, steps[0]
+    return jobs, sum(rows_read(store, statement, params) for statement, params in statements
+                     if statement.lstrip().upper().startswith("SELECT"))
+
+
+def rows_read(store: Store, statement: str, params: object) -> int:
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params).scalar()  # type: ignore[arg-type]
+        conn.rollback()
+
+    def walk(node: dict) -> int:
+        here = node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + node.get("Rows Removed by Filter", 0)
+        return here + sum(walk(child) for child in node.get("Plans", []))
+
+    return walk(plan[0]["Plan"])
+
+
+def test_a_claim_reads_a_bounded_number_of_rows(store: Store) -> None:
+    """A queue whose head is all one crowded (excluded) host: the claim costs the same whether that host
+    has 100 or 20,000 rows queued (the walk over hosts skips it in one index probe)."""
+    costs = []
+    for head in (100, 20_000):
+        _, fr = start(store, [f"http://a.test/{i}" for i in range(head)] + [f"http://b.test/{i}" for i in range(9)])
+        jobs, cost = claim_cost(store, fr, 5, exclude_hosts={"a.test"}, per_host=50)
+        assert names(jobs) == "b0 b1 b2 b3 b4"
+        assert claim_cost(store, fr, 5, exclude_hosts={"a.test", "b.test"}, per_host=50)[0] == []
+        costs.append(cost)
+    assert costs[1] < 2 * costs[0], costs
+
+
+def test_claims_take_hosts_in_turn(store: Store) -> None:
+    _, fr = start(store, [f"http://{h}.test/{i}" for i in range(3) for h in "cab"])
+    assert names(fr.claim(4, per_host=2)) == "a0 a1 b0 b1"
+    assert names(fr.claim(4, per_host=2)) == "c0 c1 a2 b2"  # from where the last one stopped, wrapping round
+    assert names(fr.claim(4, exclude_hosts={"a.test"}, per_host=2)) == "c2"
 
 
 def test_add_counts_new_urls(frontier_impl: Frontier) -> None:

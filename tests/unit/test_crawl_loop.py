@@ -99,10 +99,13 @@ class TableEngine:
 @dataclass
 class CountingFrontier(MemoryFrontier):
     claims: int = 0
+    empty: int = 0  # claims that returned nothing
 
     def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
         self.claims += 1
-        return super().claim(n, exclude_hosts, per_host)
+        jobs = super().claim(n, exclude_hosts, per_host)
+        self.empty += not jobs
+        return jobs
 
 
 def crawl(settings: Settings, stop_after: int | None = None) -> tuple[str, CountingFrontier, MemorySink, TableEngine]:

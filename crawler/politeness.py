@@ -41,6 +41,7 @@ class Politeness:
         self.max_delay = max(max_delay, delay)  # the cap on backoff; a user's own delay may be longer
         self._slots: dict[str, _Slot] = {}
         self._busy: set[str] = set()
+        self._freed: set[str] = set()  # hosts a request finished at since take_freed last looked
 
     def can_start(self, host: str, now: float) -> bool:
         """True when a request to `host` may start now."""
@@ -77,6 +78,7 @@ class Politeness:
             raise ValueError(f"finished() for {host!r} without a matching started()")
         slot.in_flight -= 1
         self._busy.discard(host)
+        self._freed.add(host)
         if sent is not None:
             slot.last_start = max(slot.last_start, min(sent, now))
         if status in THROTTLED:
@@ -91,6 +93,14 @@ class Politeness:
             raise ValueError(f"delay must be >= 0, got {seconds}")
         slot = self._slots.setdefault(host, _Slot())
         slot.delay = max(slot.delay, seconds)
+
+    def take_freed(self) -> set[str]:
+        """The hosts a request finished at since the last call (a scheduler wakes them up), forgotten."""
+        freed, self._freed = self._freed, set()
+        return freed
+
+    def has_freed(self) -> bool:
+        return bool(self._freed)
 
     def in_flight(self, host: str) -> int:
         """Requests to `host` started and not finished."""

@@ -89,3 +89,52 @@ def test_host_budget_admits_up_to_the_limit_per_host_and_ignores_repeats() -> No
 def test_host_budget_zero_is_no_limit() -> None:
     budget = HostBudget(0)
     assert all(budget.admit(f"http://a/{i}", "a") for i in range(1000)) and not budget.spent("a")
+
+
+class CountingPoliteness(Politeness):
+    """Politeness that counts how often a scheduler asks whether a host may start."""
+
+    looks = 0
+
+    def can_start(self, host: str, now: float) -> bool:
+        self.looks += 1
+        return super().can_start(host, now)
+
+
+def test_a_pass_looks_only_at_hosts_that_may_start() -> None:
+    politeness = CountingPoliteness(per_host=1, delay=0.0)
+    s = Scheduler(politeness, UA, capacity=1000, obey_robots=False)
+    s.add(jobs(*[f"http://h{h}/{i}" for i in range(10) for h in range(50)]))
+    assert sorted(j.url for j in s.take(0.0).fetch) == sorted(f"http://h{h}/0" for h in range(50))
+    politeness.looks = 0
+    assert s.take(0.1).fetch == [] and politeness.looks == 0  # every host busy: none looked at
+    assert s.wait_time(0.1) == float("inf")
+    politeness.finished("h7", 0.2, 200)
+    assert s.wait_time(0.2) == 0.0
+    assert [j.url for j in s.take(0.2).fetch] == ["http://h7/1"] and politeness.looks == 2
+    assert len(s) == 449
+
+
+def test_a_host_waiting_for_its_delay_sleeps_until_then() -> None:
+    politeness = CountingPoliteness(per_host=2, delay=1.0)
+    s = Scheduler(politeness, UA, capacity=10, obey_robots=False)
+    s.add(jobs("http://a/1", "http://a/2", "http://a/3"))
+    assert [j.url for j in s.take(0.0).fetch] == ["http://a/1"]
+    assert s.wait_time(0.25) == 0.75
+    politeness.looks = 0
+    assert s.take(0.5).fetch == [] and politeness.looks == 0
+    assert [j.url for j in s.take(1.0).fetch] == ["http://a/2"]
+    politeness.finished("a", 1.5, 200)  # woken, but its delay still holds: asleep again until 2.0
+    assert s.take(1.5).fetch == [] and s.wait_time(1.5) == 0.5
+    assert [j.url for j in s.take(2.0).fetch] == ["http://a/3"] and len(s) == 0
+
+
+def test_a_host_waiting_for_robots_txt_is_woken_by_its_rules() -> None:
+    s = scheduler(per_host=2)
+    s.add(jobs("http://a/1", "http://a/2"))
+    assert s.take(0.0).robots == ["http://a"]
+    s.politeness.finished("a", 0.1, 404)
+    assert s.take(0.1).robots == [] and s.wait_time(0.1) == float("inf")  # robots.txt still pending
+    s.set_rules("http://a", ALLOW_ALL, max_delay=30)
+    assert s.wait_time(0.2) == 0.0
+    assert [j.url for j in s.take(0.2).fetch] == ["http://a/1", "http://a/2"]

@@ -3,10 +3,10 @@
 A claim reads a bounded number of rows, however the queue is made: with no per-host cap and no
 excluded host, the n oldest (index (crawl_id, state, id)); otherwise it walks the queued hosts in name
 order through the index (crawl_id, state, host, id), one O(log n) probe per host (the next queued host
-after the last one seen), taking each host's oldest rows up to the cap, hosts in turn from where the
-last claim stopped. An excluded host costs one probe, not a scan of its rows, so a claim whose queue
-is all one crowded host returns nothing at once, and a claim of a 500k-row frontier costs what one of
-50 does.
+after the last one seen; a recursive statement makes many probes), taking each host's oldest rows up
+to the cap, hosts in turn from where the last claim stopped. An excluded host costs one probe, not a
+scan of its rows, so a claim whose queue is all one crowded host returns nothing at once, and a claim
+of a 500k-row frontier costs what one of 50 does.
 On PostgreSQL the candidates are locked FOR UPDATE SKIP LOCKED, so several claimers never share a job.
 Every write is one transaction through crawler.store.db.run_write (BEGIN IMMEDIATE on SQLite, retried
 while locked).
@@ -16,12 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, func, select, text, update
 
 from crawler.frontier import Entry, OneProcess
 from crawler.records import Job
 from crawler.store.db import run_read, run_write
 from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
+
+MAX_WALK = 1000  # hosts one statement of a claim's walk reads, at most
+_NEXT = ("(SELECT host FROM frontier WHERE crawl_id = :crawl_id AND state = :queued AND host > {} "
+         "ORDER BY host LIMIT 1)")
+NEXT_HOSTS = text(
+    f"WITH RECURSIVE walk(host) AS (SELECT {_NEXT.format(':after')} "
+    f"UNION ALL SELECT {_NEXT.format('walk.host')} FROM walk WHERE walk.host IS NOT NULL) "
+    "SELECT host FROM walk WHERE host IS NOT NULL LIMIT :limit"
+)
 
 
 class SqlFrontier(OneProcess):
@@ -64,32 +73,36 @@ class SqlFrontier(OneProcess):
     def _by_host(self, conn: Connection, n: int, excluded: set[str], per_host: int) -> list[Job]:
         """Each queued host's oldest jobs, up to per_host, hosts in turn, until there are n."""
         jobs: list[Job] = []
-        for host in self._hosts(conn, excluded):
+        for host in self._hosts(conn, excluded, min(n + len(excluded), MAX_WALK)):
             jobs += self._oldest(conn, min(per_host, n - len(jobs)), host)
             self.last_host = host
             if len(jobs) >= n:
                 break
         return jobs
 
-    def _hosts(self, conn: Connection, excluded: set[str]) -> Iterator[str]:
+    def _hosts(self, conn: Connection, excluded: set[str], batch: int) -> Iterator[str]:
         """The hosts with queued rows, not excluded, each once: in name order from the one after the last
-        claim's, wrapping round to the first."""
+        claim's, wrapping round to the first; read `batch` at a time."""
         start, after, wrapped = self.last_host, self.last_host, False
         while True:
-            host = self._next_host(conn, after)
-            if host is None or (wrapped and host > start):
-                if wrapped or not start:
+            hosts = self._next_hosts(conn, after, batch)
+            for host in hosts:
+                if wrapped and host > start:
                     return
+                if host not in excluded:
+                    yield host
+            if len(hosts) == batch:
+                after = hosts[-1]
+            elif wrapped or not start:
+                return
+            else:
                 after, wrapped = "", True
-                continue
-            after = host
-            if host not in excluded:
-                yield host
 
-    def _next_host(self, conn: Connection, after: str) -> str | None:
-        c = frontier.c
-        query = select(c.host).where(c.crawl_id == self.crawl_id, c.state == QUEUED, c.host > after)
-        return conn.execute(query.order_by(c.host).limit(1)).scalar()
+    def _next_hosts(self, conn: Connection, after: str, limit: int) -> list[str]:
+        """Up to `limit` hosts with queued rows after `after`, in name order: one statement, one index
+        probe per host (a loose index scan, as a recursive CTE)."""
+        params = {"crawl_id": self.crawl_id, "queued": QUEUED, "after": after, "limit": limit}
+        return list(conn.execute(NEXT_HOSTS, params).scalars())
 
     def _oldest(self, conn: Connection, n: int, host: str | None = None) -> list[Job]:
         """The n oldest queued jobs (of `host`, if given), locked on PostgreSQL (others' locked skipped)."""

@@ -312,7 +312,9 @@ def test_a_claim_reads_a_bounded_number_of_rows(store: Store) -> None:
     assert costs[1] < 2 * costs[0], costs
 
 
-def test_claims_take_hosts_in_turn(store: Store) -> None:
+@pytest.mark.parametrize("walk", [1, 1000])
+def test_claims_take_hosts_in_turn(store: Store, walk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("crawler.frontier.sql.MAX_WALK", walk)  # 1: each host read by a statement of its own
     _, fr = start(store, [f"http://{h}.test/{i}" for i in range(3) for h in "cab"])
     assert names(fr.claim(4, per_host=2)) == "a0 a1 b0 b1"
     assert names(fr.claim(4, per_host=2)) == "c0 c1 a2 b2"  # from where the last one stopped, wrapping round

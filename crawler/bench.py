@@ -3,9 +3,10 @@
 The site (`crawler.testsite`, realistic pages) runs in its own process on 127.0.0.1 and the crawl in
 another (`python -m crawler`, so gevent patches a fresh interpreter), into a temporary database that is
 removed afterwards. Measured: wall time of the crawl command; CPU time of its whole process tree (the
-crawl and its extraction processes, exact: getrusage of the reaped children); peak memory, the largest
-sum of RSS over the tree seen by a sampler reading /proc every 0.1 s. bench/compare.py uses the same
-`measure` to put `crawl` beside Scrapy.
+crawl and its extraction processes, exact: getrusage of the reaped children) and of the crawl process
+alone (read from /proc while it is a zombie: exited, not yet reaped); peak memory, the largest sum of RSS
+over the tree seen by a sampler reading /proc every 0.1 s. bench/compare.py uses the same `measure` to
+put `crawl` beside Scrapy and Crawlee.
 """
 
 from __future__ import annotations
@@ -26,18 +27,26 @@ from typing import Self
 
 SAMPLE_SECONDS = 0.1
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # units of /proc/PID/stat times
 SITE_ARGS = ("--fanout", "40", "--size", "30000", "--html", "realistic")  # ~30 KB pages, ~40 links
 
 
 @dataclass
 class Measurement:
-    """One command's run: wall seconds, CPU seconds of its process tree, peak RSS sum of the tree."""
+    """One command's run: wall seconds, CPU seconds of its process tree and of its root process alone,
+    peak RSS sum of the tree."""
 
     seconds: float
     cpu_seconds: float
     peak_rss: int  # bytes
     returncode: int
     stderr: str = ""
+    root_cpu_seconds: float = 0.0  # the command's own process, without its children
+
+    @property
+    def children_cpu_seconds(self) -> float:
+        """CPU of the processes below the root (for `crawl`: its extraction processes)."""
+        return max(self.cpu_seconds - self.root_cpu_seconds, 0.0)
 
 
 @dataclass
@@ -57,15 +66,21 @@ class BenchResult:
     def cpu_ms_per_page(self) -> float:
         return 1000 * self.measurement.cpu_seconds / max(self.pages, 1)
 
+    def split_ms_per_page(self) -> tuple[float, float]:
+        """(crawl process, extraction processes) CPU ms per page."""
+        m, pages = self.measurement, max(self.pages, 1)
+        return 1000 * m.root_cpu_seconds / pages, 1000 * m.children_cpu_seconds / pages
+
     def report(self) -> str:
         m = self.measurement
+        own, children = self.split_ms_per_page()
         options = " ".join(f"{k}={v}" for k, v in self.settings.items())
         return "\n".join([
             f"crawl bench: engine={self.engine} {options}",
             f"pages           {self.pages}",
             f"seconds         {m.seconds:.1f}",
             f"pages/s         {self.pages_per_second:.1f}",
-            f"CPU ms/page     {self.cpu_ms_per_page:.1f}  (crawl and extraction processes)",
+            f"CPU ms/page     {self.cpu_ms_per_page:.1f}  (crawl process {own:.1f} + extraction {children:.1f})",
             f"peak memory     {m.peak_rss / 2**20:.0f} MiB  (RSS summed over the process tree)",
         ])
 
@@ -134,17 +149,33 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(cmd: list[str], timeout: float | None = None, env: dict[str, str] | None = None) -> Measurement:
-    """Run `cmd` to its end; its wall time, the CPU of its reaped process tree, its peak RSS sum.
+def own_cpu_at_exit(pid: int) -> float:
+    """CPU seconds child `pid` used itself (utime + stime, without its children's): waits for it to exit
+    without reaping it (WNOWAIT), so its /proc/PID/stat still holds the final figures."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # stat fields 14 and 15
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measurement:
+    """Run `cmd` to its end; its wall time, the CPU of its reaped process tree and of its own process,
+    its peak RSS sum.
 
     CPU comes from getrusage(RUSAGE_CHILDREN), so run one measured command at a time per process.
     """
     cpu_before, began = children_cpu(), time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     with TreeSampler(proc.pid) as sampler:
-        _, stderr = proc.communicate(timeout=timeout)
+        stderr = proc.stderr.read() if proc.stderr else ""
+        own = own_cpu_at_exit(proc.pid)
+        proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
     seconds = time.monotonic() - began
-    return Measurement(seconds, children_cpu() - cpu_before, sampler.peak, proc.returncode, stderr)
+    return Measurement(seconds, children_cpu() - cpu_before, sampler.peak, proc.returncode, stderr, own)
 
 
 # -- the bench crawl ----------------------------------------------------------------------------
@@ -167,10 +198,11 @@ def site(pages: int) -> Iterator[str]:
             proc.stdout.close()
 
 
-def crawl_command(url: str, db: str, engine: str, concurrency: int, parse_workers: int) -> list[str]:
-    """`crawl` for a one-host bench: per-host raised to the concurrency (the default would be 4)."""
+def crawl_command(url: str, db: str, engine: str, concurrency: int, parse_workers: int,
+                  per_host: int | None = None) -> list[str]:
+    """`crawl` for a bench; per-host defaults to the concurrency (one host: the default 4 would cap it)."""
     return [sys.executable, "-m", "crawler", url, "--db", db, "--quiet", "--engine", engine,
-            "--concurrency", str(concurrency), "--per-host", str(concurrency),
+            "--concurrency", str(concurrency), "--per-host", str(per_host or concurrency),
             "--parse-workers", str(parse_workers)]
 
 

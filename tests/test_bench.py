@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
+import pytest
+from bs4 import BeautifulSoup
 from conftest import ROOT, run_cli
 
 from crawler import bench
@@ -70,15 +74,47 @@ def test_write_site_writes_static_files(tmp_path: Path) -> None:
     assert not (tmp_path / "page" / "5").exists()
 
 
-def test_compare_script_parses_its_options() -> None:
+def bench_module(name: str) -> ModuleType:
+    """A script of bench/, imported as the module it is there (its sibling imports included)."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        import compare
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    runs = [compare.Run(name, 100, bench.Measurement(seconds, 1.0, 100 << 20, 0))
-            for name, seconds in (("gevent", 1.0), ("threads", 1.25), ("scrapy", 4.0))]
-    table = compare.summary(runs, ["gevent", "threads", "scrapy"])
-    assert "| gevent | 100.0 | 100.0 | 100.0 | 10.0 | 100 |" in table
-    assert "gevent / scrapy: pages/s x4.00" in table
+
+
+def test_compare_summary_has_the_cpu_split_and_the_ratios_to_each_peer() -> None:
+    compare = bench_module("compare")
+    runs = [compare.Run(name, round_, 100, bench.Measurement(seconds * round_, 1.0, 100 << 20, 0, "", own))
+            for round_ in (1, 2)
+            for name, seconds, own in (("gevent", 1.0, 0.4), ("threads", 1.25, 0.5), ("scrapy", 4.0, 1.0),
+                                       ("crawlee-bs", 5.0, 1.0))]
+    table = compare.summary(runs, ["gevent", "threads", "scrapy", "crawlee-bs"])
+    assert "| gevent | 50.0 | 75.0 | 100.0 | 4.0 | 6.0 | 10.0 | 100 |" in table
+    assert "| scrapy | 12.5 | 18.8 | 25.0 | 10.0 | 0.0 | 10.0 | 100 |" in table
+    assert "gevent / scrapy: pages/s x4.00 (rounds: x4.00, x4.00)" in table
+    assert "threads / crawlee-bs: pages/s x4.00" in table
     assert "threads / gevent: pages/s x0.80" in table
+    assert "scrapy / " not in table
+
+
+def test_measure_splits_the_cpu_of_the_process_from_its_children() -> None:
+    child = "import sys, subprocess; subprocess.run([sys.executable, '-c', 'sum(range(20_000_000))'])"
+    measurement = bench.measure([sys.executable, "-c", child])
+    assert measurement.children_cpu_seconds > 0.1  # the grandchild's loop
+    assert 0 < measurement.root_cpu_seconds < measurement.children_cpu_seconds
+
+
+def test_peer_fields_agree_with_each_other_on_a_realistic_page() -> None:
+    selector = pytest.importorskip("parsel", reason="a benchmark dependency: bench/requirements.txt").Selector
+    fields, html = bench_module("fields"), render_realistic(7, 5000, 40, 30_000).decode()
+    url = "http://127.0.0.1:1/page/7"
+    by_parsel, by_soup = fields.parsel_fields(selector(html), url), fields.soup_fields(BeautifulSoup(html, "lxml"), url)
+    assert by_parsel["title"] == by_soup["title"] and by_parsel["description"] == by_soup["description"]
+    assert [u for u, _ in by_parsel["links"]] == [u for u, _ in by_soup["links"]]
+    assert len(by_parsel["links"]) > 30 and by_soup["text"].split()[:20] == by_parsel["text"].split()[:20]
+
+
+def test_broad_hosts_are_distinct_loopback_addresses() -> None:
+    addresses = bench_module("sites").broad_addresses(1000)
+    assert len(set(addresses)) == 1000 and addresses[0] == "127.0.1.1" and addresses[-1] == "127.0.4.250"

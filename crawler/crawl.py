@@ -25,7 +25,7 @@ from crawler.frontier.robots import unshared
 from crawler.jobs import JobRunner, RobotsAnswers, RobotsResult
 from crawler.politeness import Politeness
 from crawler.progress import Progress
-from crawler.records import UNREACHABLE, Job, Outcome, Response, error_kind
+from crawler.records import UNREACHABLE, FetchEnded, Job, Outcome, Response, error_kind
 from crawler.scheduler import Scheduler
 from crawler.settings import Settings
 from crawler.stop import Stop
@@ -86,6 +86,7 @@ class Crawl:
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
         self.last_flush = self.last_renew = clock()
         self.in_flight = 0
+        self.fetching: set[Job] = set()  # jobs submitted whose request has not ended: their host's slot is taken
         self.closed = False
         self.dry: tuple[frozenset[str], float] | None = None  # (crowded hosts, when) after a short claim
 
@@ -213,6 +214,7 @@ class Crawl:
             self.engine.submit(self.jobs.robots, origin)
         for job in ready.fetch:
             self.in_flight += 1
+            self.fetching.add(job)
             self.engine.submit(self.jobs.page, job)
         for job, reason in ready.refused:
             self._record(Outcome(job, Response(job.url, job.url, error=reason)))
@@ -225,6 +227,9 @@ class Crawl:
 
     def _collect(self, timeout: float) -> None:
         for item in self.engine.results(timeout):
+            if isinstance(item, FetchEnded):  # (not a result: the job runs on, extracting)
+                self._fetch_ended(item.job, item.status, item.elapsed_ms)
+                continue
             self.in_flight -= 1
             if isinstance(item, RobotsResult):
                 self._robots_done(item)
@@ -240,11 +245,18 @@ class Crawl:
                                  result.refusal)
         if not self.settings.no_sitemaps:  # named sitemaps are queued like seeds; scope and traps apply
             self.discovery.urls(self.jobs.sitemaps.named(result.rules.sitemaps()), 0)
-        self._finished(host, result.response)
+        self._finished(host, result.response.status, result.response.elapsed_ms)
+
+    def _fetch_ended(self, job: Job, status: int | None, elapsed_ms: int) -> None:
+        """Free the job's host slot once: when the worker tells the request ended, or else (refused by the
+        address guard, a bug, an engine that doesn't tell) when its outcome arrives."""
+        if job in self.fetching:
+            self.fetching.remove(job)
+            self._finished(host_of(job.url), status, elapsed_ms)
 
     def _page_done(self, outcome: Outcome) -> None:
         host = host_of(outcome.job.url)
-        self._finished(host, outcome.response)
+        self._fetch_ended(outcome.job, outcome.response.status, outcome.response.elapsed_ms)
         if outcome.job.depth == 0 and outcome.response.redirect_left:
             self._adopt(outcome.job.url, outcome.response.redirect_left)
         self.batch.fetched.append((outcome.job, self.scheduler.politeness.delay_of(host)))
@@ -276,11 +288,11 @@ class Crawl:
             else:
                 self.scheduler.add([job])
 
-    def _finished(self, host: str, response: Response) -> None:
+    def _finished(self, host: str, status: int | None, elapsed_ms: int) -> None:
         """Free the host's slot. A busy engine may have sent the request well after the scheduler let it
         start: now - elapsed is no earlier than when it went out, and politeness counts from there."""
         now = self.clock()
-        self.scheduler.politeness.finished(host, now, response.status, sent=now - response.elapsed_ms / 1000)
+        self.scheduler.politeness.finished(host, now, status, sent=now - elapsed_ms / 1000)
 
     def _record(self, outcome: Outcome) -> None:
         self.batch.outcomes.append(outcome)

@@ -24,7 +24,7 @@ from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap, fetch_one
 from crawler.frontier.robots import unshared
-from crawler.records import Job, Outcome, Page, Response
+from crawler.records import FetchEnded, Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
 from crawler.scheduler import Scheduler
@@ -162,6 +162,7 @@ class JobRunner:
         testhook.reached("mid-fetch")
         response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
                              headers=self.validators.get(job.url), guard=self.guard)
+        self.engine.tell(FetchEnded(job, response.status, response.elapsed_ms))  # the host's slot is free
         page = None
         if response.error is None and self.sitemaps.is_sitemap(job.url, response):
             page = self._extract(response, sitemap.extract, self.settings.limits.max_bytes)

@@ -85,6 +85,16 @@ class Page:
 
 
 @dataclass(slots=True)
+class FetchEnded:
+    """A job's request has ended (its extraction may still be running): its host's slot can be freed now,
+    ahead of the job's Outcome."""
+
+    job: Job
+    status: int | None
+    elapsed_ms: int
+
+
+@dataclass(slots=True)
 class Outcome:
     """A fetched (or refused) job with its extracted page, ready for the store."""
 

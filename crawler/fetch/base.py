@@ -41,6 +41,11 @@ class Workers(Protocol):
         after `timeout` seconds."""
         ...
 
+    def tell(self, item: object) -> None:
+        """Hand `item` to the loop among the results now, while the calling job runs on (its own value
+        comes after it)."""
+        ...
+
     def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         """fn(*args) on a thread of its own (CPU work with no extraction pool: --parse-workers 0), the caller
         waiting and the others running on; TimeoutError after `timeout` seconds (the thread finishes the

@@ -49,6 +49,9 @@ class GeventEngine:
     def session(self) -> CrawlSession:
         return self._session
 
+    def tell(self, item: object) -> None:
+        self._done.put(item)
+
     def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         """fn(*args) in a process of `pool`; this greenlet waits for it, the others run on. TimeoutError
         after `timeout` seconds (a process that died takes its task with it: no answer ever comes).

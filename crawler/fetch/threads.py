@@ -52,6 +52,9 @@ class ThreadEngine:
             self._sessions.append(session)  # list.append is atomic; closed in close()
         return session
 
+    def tell(self, item: object) -> None:
+        self._done.put(item)
+
     def apply(self, pool: ProcessPool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         """fn(*args) in a process of `pool`; this thread waits for it, TimeoutError after `timeout` seconds
         (a process that died takes its task with it: no answer ever comes)."""

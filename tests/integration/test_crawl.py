@@ -143,6 +143,9 @@ class HoldBack:
     def session(self) -> Any:
         return self._session
 
+    def tell(self, item: Any) -> None:
+        pass  # (the loop frees a host's slot on the outcome then)
+
     def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         return fn(*args)  # in place: the order the outcomes arrive in is the engine's
 

@@ -16,7 +16,7 @@ from crawler.crawl import Crawl
 from crawler.frontier import MemoryFrontier
 from crawler.jobs import RobotsResult
 from crawler.progress import Progress
-from crawler.records import Job, Link, Outcome, Page, Response
+from crawler.records import FetchEnded, Job, Link, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL
 from crawler.settings import Limits, Settings
 from crawler.store import MemorySink
@@ -47,10 +47,13 @@ class Clock:
 
 @dataclass
 class TableEngine:
-    """Answers each submitted job from SITE after LATENCY seconds of `clock`; records when each started."""
+    """Answers each submitted job from SITE after LATENCY seconds of `clock`; records when each started.
+    With `extracting` seconds, a page's request ends (FetchEnded) after LATENCY and its Outcome comes that
+    much later, as when extraction runs after the fetch."""
 
     clock: Clock
     stop_after: int | None = None  # results handed out before it "presses Ctrl-C"
+    extracting: float = 0.0
     crawl: Crawl | None = None
     due: list[tuple[float, int, object]] = field(default_factory=list)
     starts: list[tuple[float, str]] = field(default_factory=list)  # (time, url) of every page fetch
@@ -58,7 +61,11 @@ class TableEngine:
     _order: itertools.count = field(default_factory=itertools.count)
 
     def submit(self, fn: Callable[[object], object], arg: object) -> None:
-        heapq.heappush(self.due, (self.clock.now + LATENCY, next(self._order), self._answer(arg)))
+        answer, ended = self._answer(arg), self.clock.now + LATENCY
+        if self.extracting and isinstance(answer, Outcome):
+            heapq.heappush(self.due, (ended, next(self._order), FetchEnded(answer.job, 200, int(LATENCY * 1000))))
+            ended += self.extracting
+        heapq.heappush(self.due, (ended, next(self._order), answer))
 
     def _answer(self, arg: object) -> object:
         if isinstance(arg, str):  # an origin: its robots.txt allows all
@@ -108,9 +115,10 @@ class CountingFrontier(MemoryFrontier):
         return jobs
 
 
-def crawl(settings: Settings, stop_after: int | None = None) -> tuple[str, CountingFrontier, MemorySink, TableEngine]:
+def crawl(settings: Settings, stop_after: int | None = None,
+          extracting: float = 0.0) -> tuple[str, CountingFrontier, MemorySink, TableEngine]:
     clock = Clock()
-    frontier, sink, engine = CountingFrontier(), MemorySink(), TableEngine(clock, stop_after)
+    frontier, sink, engine = CountingFrontier(), MemorySink(), TableEngine(clock, stop_after, extracting=extracting)
     frontier.add((url, host_of(url), 0) for url in SEEDS)
     loop = Crawl(settings, frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
     engine.crawl = loop
@@ -137,6 +145,17 @@ def test_per_host_concurrency_and_delay_hold_on_the_clock() -> None:
         times = [t for t, url in engine.starts if host_of(url) == host]
         assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in itertools.pairwise(times)), times
     assert len({t for t, url in engine.starts if host_of(url) == "a.test"}) == 6
+
+
+def test_a_host_slot_is_free_when_its_request_ends_not_when_extraction_does() -> None:
+    """One request at a time to a host, each extracted for 1 s after its 0.2 s fetch: the next request to
+    the host starts when the fetch ends, so extraction does not hold the host's slot."""
+    status, _, sink, engine = crawl(settings(per_host=1, concurrency=8), extracting=1.0)
+    assert status == "finished" and sorted(sink.stored) == sorted(SITE)
+    times = [t for t, url in engine.starts if host_of(url) == "a.test"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) >= LATENCY - 1e-9, gaps  # still one at a time
+    assert min(gaps) < LATENCY + 1.0 - 1e-9, gaps  # (1.2 s apart when the slot waited for the outcome)
 
 
 def test_depth_counts_from_the_seeds() -> None:

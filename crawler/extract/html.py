@@ -34,10 +34,10 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from bs4 import (
     BeautifulSoup,
-    CData,
     MarkupResemblesLocatorWarning,
     NavigableString,
     Tag,
@@ -57,7 +57,8 @@ _log = logging.getLogger(__name__)
 _PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 _REFRESH = re.compile(r"\s*\d*(?:\.\d*)?\s*[;,]\s*(?:url\s*=\s*)?(.+)", re.IGNORECASE | re.DOTALL)
 _MAX_HREF = 8192  # longer hrefs are junk (or an attack) and would bloat the frontier
-_WANTED = frozenset({"title", "base", "meta", "link", "a", "area", "template", "body"})
+_WANTED = frozenset({"title", "base", "meta", "link"})  # built, and collected by name
+_ANCHORS = frozenset({"a", "area"})
 ROBOTS_NAMES = frozenset({"robots", "crawler"})  # <meta name=...> a crawler obeys: all robots, and ours
 
 
@@ -72,10 +73,8 @@ class TitleString(NavigableString):
 # bs4 gives strings under these tags their own classes, and get_text() keeps only plain strings:
 # that is what leaves script, style, template, rt/rp, noscript and title out of the text, for free.
 _STRING_CONTAINERS = {**HTMLTreeBuilder.DEFAULT_STRING_CONTAINERS, "noscript": NoscriptString, "title": TitleString}
-_ANCHOR_STRINGS = (NavigableString, CData, NoscriptString)
-_KEPT = _WANTED | {"img", "svg"} | set(_STRING_CONTAINERS)  # the tags HTMLBuilder builds
+_KEPT = _WANTED | {"body", "svg"} | set(_STRING_CONTAINERS)  # the tags HTMLBuilder builds
 _HIDDEN = frozenset(_STRING_CONTAINERS)  # strings inside these are not visible text
-_NOT_ANCHOR_TEXT = _HIDDEN - {"noscript"}  # an anchor's text includes <noscript>'s: we run no scripts
 # Where a browser breaks the line (display: block, list-item, table-*; <br>): a space in the text.
 _BREAKS = frozenset({
     "address", "article", "aside", "blockquote", "body", "br", "caption", "center", "dd", "details",
@@ -99,38 +98,63 @@ def extract(url: str, body: bytes, content_type: str | None) -> Page:
     return page
 
 
+@dataclass(slots=True)
+class Anchor:
+    """An <a> or <area> as HTMLBuilder reads it off the parse: its attributes, its text in pieces (as a
+    browser lays it out, see _flow_text in the module's tests), and the alt of its first <img alt>."""
+
+    attrs: dict[str, str]
+    text: list[str] = field(default_factory=list)
+    img_alt: str | None = None
+    is_area: bool = False
+    unread: int = 0  # the parse's depth in tags whose strings are not anchor text, where it opened
+
+
 class HTMLBuilder(LXMLTreeBuilder):
-    """bs4's lxml tree builder, building only what extraction reads: a narrower parse, the same fields.
+    """bs4's lxml tree builder, building only what extraction reads by tag: a narrower parse, the same fields.
 
     Most of a page's tags (div, p, li, span, em, h1...) only separate strings: extraction reads their
     text, joined by a space, never the tags. They become just that, a space between two strings, and
-    their strings go to the nearest tag that is built. Built are the tags extraction reads (`_KEPT`):
-    title, meta, base, body, a/area and the img inside, svg and template (ancestors that matter), and
-    the tags whose strings are not text (script, style, noscript, rt...). So body.get_text(" ") and an
-    anchor's text give the same strings in the same order as over the full tree.
+    their strings go to the nearest tag that is built. Built are the tags extraction reads by name
+    (`_KEPT`): title, meta, base, link, body, svg and template (ancestors that matter), and the tags
+    whose strings are not text (script, style, noscript, rt...).
+    The page's visible text (`text`) and its links (`anchors`: each <a> and <area> outside <template>,
+    in document order) are read off the parse as it streams: a page's links are most of its tags, and
+    building each as a bs4 Tag to read its href and text back was most of extraction's time.
     Also: lxml's HTML parser reports no namespaces, so the XML builder's namespace bookkeeping is
     skipped; and a string of whitespace alone is dropped (every field collapses whitespace anyway).
-    On the way it collects the tags extraction reads (`tags`: by name, in document order; <area>
-    counts as "a").
+    On the way it collects the built tags extraction reads (`tags`: by name, in document order).
     """
 
     def __init__(self) -> None:
         super().__init__(multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
         self.tags: dict[str, list[Tag]] = {}
         self.text: list[str] = []  # the visible text of <body>, in pieces (see the module docstring)
+        self.anchors: list[Anchor] = []
         self._in_body = False
-        self._hidden = 0  # depth inside tags whose strings are not text
+        self._containers: list[str] = []  # the open tags whose strings are not text, innermost last
+        self._unread = 0  # how many of them hide their strings from anchors too (all but <noscript>)
+        self._open: list[Anchor] = []  # the anchors open at this point of the parse, innermost last
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
         kind = _FLOW.get(tag)  # (inline, not a method: this runs for every tag of every page)
         if kind is _BREAK:
-            if not self._hidden:
+            if not self._containers:
                 self.text.append(" ")
+            if self._open:
+                self._anchor_break()
             self._in_body = self._in_body or tag == "body"
         elif kind is _HIDE:
-            self._hidden += 1
+            self._containers.append(tag)
+            self._unread += tag != "noscript"
+        elif tag in _ANCHORS:
+            self._open_anchor(tag, attrib)
+        elif tag == "img" and self._open and "alt" in attrib:
+            for anchor in self._open:
+                if anchor.img_alt is None and not anchor.is_area:
+                    anchor.img_alt = attrib["alt"]
         if soup.current_data and _blank(soup.current_data):
             soup.current_data = [" "]  # (one space keeps the gap between two strings)
         if tag not in _KEPT:
@@ -139,16 +163,22 @@ class HTMLBuilder(LXMLTreeBuilder):
         attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
         element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
         if tag in _WANTED and element is not None:
-            self.tags.setdefault("a" if tag == "area" else tag, []).append(element)
+            self.tags.setdefault(tag, []).append(element)
 
     def end(self, tag: str) -> None:  # type: ignore[override]
         soup = self.soup
         assert soup is not None
         kind = _FLOW.get(tag)
-        if kind is _BREAK and not self._hidden:
-            self.text.append(" ")
+        if kind is _BREAK:
+            if not self._containers:
+                self.text.append(" ")
+            if self._open:
+                self._anchor_break()
         elif kind is _HIDE:
-            self._hidden -= 1
+            self._containers.pop()
+            self._unread -= tag != "noscript"
+        elif tag in _ANCHORS and self._open:
+            self._open.pop()
         if tag not in _KEPT:
             self._boundary(soup, tag)
             return
@@ -157,17 +187,43 @@ class HTMLBuilder(LXMLTreeBuilder):
         soup.endData()
         soup.handle_endtag(tag, None)
 
+    def _open_anchor(self, tag: str, attrib: dict[str, str]) -> None:
+        """An <a> or <area> starts: read from here to its end (one in a <template> is inert: not kept)."""
+        anchor = Anchor(dict(attrib), is_area=tag == "area", unread=self._unread)
+        self._open.append(anchor)
+        if "template" not in self._containers:
+            self.anchors.append(anchor)
+
+    def _anchor_break(self) -> None:
+        """A tag that breaks the flow: a space in the text of the anchors open, unless it is inside a tag
+        hidden from anchor text that opened within them."""
+        for anchor in self._open:
+            if anchor.unread == self._unread:
+                anchor.text.append(" ")
+
     @staticmethod
     def _boundary(soup: BeautifulSoup, tag: str) -> None:
-        """Where a tag that is not built was: the strings on both sides go on as one string (an anchor's
-        text), with a space between them where the tag breaks the flow."""
+        """Where a tag that is not built was: the strings on both sides go on as one string, with a space
+        between them where the tag breaks the flow."""
         if tag in _BREAKS:
             soup.current_data.append(" ")  # (alone, it survives as a string: see _blank)
 
     def data(self, data: str) -> None:  # type: ignore[override]
         self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
-        if self._in_body and not self._hidden:
-            self.text.append(data)
+        if not self._containers:
+            if self._in_body:
+                self.text.append(data)
+            if self._open:
+                self._anchor_data(data)
+        elif self._open and self._containers[-1] == "noscript":
+            self._anchor_data(data)
+
+    def _anchor_data(self, data: str) -> None:
+        """A string outside hidden tags, or in a <noscript> (we run no scripts): text of the anchors open,
+        unless a tag hidden from anchor text opened within them."""
+        for anchor in self._open:
+            if anchor.unread == self._unread:
+                anchor.text.append(data)
 
 
 def _blank(chunks: list[str]) -> bool:
@@ -188,18 +244,18 @@ def parse(text: str) -> BeautifulSoup:
         return BeautifulSoup(text, builder=builder)
 
 
-def read(soup: BeautifulSoup) -> tuple[dict[str, list[Tag]], str]:
-    """The tags HTMLBuilder collected while it built `soup` (see its docstring), and the visible text."""
+def read(soup: BeautifulSoup) -> tuple[dict[str, list[Tag]], str, list[Anchor]]:
+    """What HTMLBuilder read while it built `soup` (see its docstring): tags by name, the visible text, the
+    anchors."""
     builder = soup.builder
-    return (builder.tags, "".join(builder.text)) if isinstance(builder, HTMLBuilder) else ({}, "")
+    return (builder.tags, "".join(builder.text), builder.anchors) if isinstance(builder, HTMLBuilder) else ({}, "", [])
 
 
-def fill(page: Page, url: str, tags: dict[str, list[Tag]], text: str) -> None:
-    """Set the page's fields from its tags by name (<area> as "a"), in document order, and its text."""
+def fill(page: Page, url: str, tags: dict[str, list[Tag]], text: str, anchors: list[Anchor]) -> None:
+    """Set the page's fields from its tags by name, in document order, its text and its anchors."""
     page.title = _title(tags.get("title", []))
     page.description = _description(tags.get("meta", []))
     page.text = _collapse(text)
-    anchors = _outside_templates(tags.get("a", [])) if "template" in tags else tags.get("a", [])
     base = _base_url(url, tags.get("base", []))
     page.links = _links(base, anchors)
     for target in _refreshes(base, tags.get("meta", [])):
@@ -263,15 +319,11 @@ def _base_url(url: str, bases: list[Tag]) -> str:
     return url
 
 
-def _outside_templates(anchors: list[Tag]) -> list[Tag]:
-    return [tag for tag in anchors if tag.find_parent("template") is None]
-
-
-def _links(base: str, anchors: list[Tag]) -> list[Link]:
+def _links(base: str, anchors: list[Anchor]) -> list[Link]:
     links: dict[str, Link] = {}
     for tag, target in _targets(base, anchors):
         link = links.get(target)
-        nofollow = "nofollow" in _attr(tag, "rel").lower().split()
+        nofollow = "nofollow" in tag.attrs.get("rel", "").lower().split()
         if link is None:
             links[target] = Link(url=target, anchor=_anchor(tag), nofollow=nofollow)
         else:
@@ -280,14 +332,14 @@ def _links(base: str, anchors: list[Tag]) -> list[Link]:
     return list(links.values())
 
 
-def _targets(base: str, anchors: Iterable[Tag]) -> Iterator[tuple[Tag, str]]:
-    """(tag, absolute URL) for each anchor whose href resolves to something crawlable."""
+def _targets(base: str, anchors: Iterable[Anchor]) -> Iterator[tuple[Anchor, str]]:
+    """(anchor, absolute URL) for each anchor whose href resolves to something crawlable."""
     resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", headline and image)
     root = _root(base)
     for tag in anchors:
-        if not tag.has_attr("href"):
+        href = tag.attrs.get("href")  # ("": the page itself, as a browser takes it)
+        if href is None:
             continue
-        href = _attr(tag, "href")  # ("": the page itself, as a browser takes it)
         if href not in resolved:
             resolved[href] = _resolve(base, root, href) if len(href) <= _MAX_HREF else None
         if (target := resolved[href]) is not None:
@@ -307,34 +359,13 @@ def _resolve(base: str, root: str, href: str) -> str | None:
     return resolve(base, href)
 
 
-def _anchor(tag: Tag) -> str:
-    only = tag.contents[0] if len(tag.contents) == 1 else None  # the common case: one string
-    text = _collapse(only if type(only) in _ANCHOR_STRINGS else "".join(_flow_text(tag)))  # type: ignore[arg-type]
-    if text:
-        return text
-    img = tag.find("img", alt=True) if tag.name == "a" else None
-    for value in (_attr(tag, "alt"), _attr(img, "alt"), _attr(tag, "aria-label"), _attr(tag, "title")):
-        if value := _collapse(value):
+def _anchor(tag: Anchor) -> str:
+    """The anchor's text, else its own alt (<area>), else its first <img alt>, else aria-label, else title."""
+    attrs = tag.attrs
+    for value in ("".join(tag.text), attrs.get("alt"), tag.img_alt, attrs.get("aria-label"), attrs.get("title")):
+        if value := _collapse(value or ""):
             return value
     return ""
-
-
-def _flow_text(tag: Tag) -> Iterator[str]:
-    """An element's text as a browser lays it out: its strings (those of <noscript> too: a crawler has
-    no scripts), with a space at each edge of a tag that breaks the flow (in the narrow tree those
-    spaces are already in the strings, see HTMLBuilder._boundary)."""
-    for child in tag.children:
-        if isinstance(child, Tag):
-            if child.name in _NOT_ANCHOR_TEXT:
-                continue
-            edge = child.name in _BREAKS
-            if edge:
-                yield " "
-            yield from _flow_text(child)
-            if edge:
-                yield " "
-        elif type(child) in _ANCHOR_STRINGS:
-            yield str(child)
 
 
 def _attr(tag: Tag | None, name: str) -> str:

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Iterator
 
 import pytest
-from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
+from bs4 import BeautifulSoup, CData, NavigableString, Tag, XMLParsedAsHTMLWarning
 
-from crawler.extract.html import _BREAKS, _HIDDEN, _STRING_CONTAINERS, _WANTED, fill, parse, read
+from crawler.extract.html import (
+    _BREAKS,
+    _HIDDEN,
+    _STRING_CONTAINERS,
+    _WANTED,
+    Anchor,
+    NoscriptString,
+    fill,
+    parse,
+    read,
+)
 from crawler.records import Page
 from crawler.testsite import render, render_realistic
 
@@ -34,12 +45,38 @@ def reference(text: str) -> Page:
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         soup = BeautifulSoup(text, "lxml", multi_valued_attributes=None, string_containers=_STRING_CONTAINERS)
     tags: dict[str, list[Tag]] = {}
+    anchors: list[Anchor] = []
     for element in soup.descendants:
         if isinstance(element, Tag) and element.name in _WANTED:
-            tags.setdefault("a" if element.name == "area" else element.name, []).append(element)
+            tags.setdefault(element.name, []).append(element)
+        elif isinstance(element, Tag) and element.name in ("a", "area") and not element.find_parent("template"):
+            anchors.append(anchor_of(element))
     page = Page()
-    fill(page, URL, tags, visible_text(soup))
+    fill(page, URL, tags, visible_text(soup), anchors)
     return page
+
+
+def anchor_of(tag: Tag) -> Anchor:
+    """An <a> or <area> of the full tree, read as HTMLBuilder reads one while it parses."""
+    img = tag.find("img", alt=True) if tag.name == "a" else None
+    return Anchor(dict(tag.attrs), list(flow_text(tag)), img.get("alt") if img else None)  # type: ignore[arg-type]
+
+
+def flow_text(tag: Tag) -> Iterator[str]:
+    """An element's text as a browser lays it out: its strings (those of <noscript> too: a crawler has
+    no scripts), and a space at each edge of a tag that breaks the flow."""
+    for child in tag.children:
+        if isinstance(child, Tag):
+            if child.name in _HIDDEN - {"noscript"}:
+                continue
+            edge = child.name in _BREAKS
+            if edge:
+                yield " "
+            yield from flow_text(child)
+            if edge:
+                yield " "
+        elif type(child) in (NavigableString, CData, NoscriptString):
+            yield str(child)
 
 
 def visible_text(tag: Tag) -> str:

@@ -113,17 +113,15 @@ class Anchor:
 class HTMLBuilder(LXMLTreeBuilder):
     """bs4's lxml tree builder, building only what extraction reads by tag: a narrower parse, the same fields.
 
-    Most of a page's tags (div, p, li, span, em, h1...) only separate strings: extraction reads their
-    text, joined by a space, never the tags. They become just that, a space between two strings, and
-    their strings go to the nearest tag that is built. Built are the tags extraction reads by name
-    (`_KEPT`): title, meta, base, link, body, svg and template (ancestors that matter), and the tags
-    whose strings are not text (script, style, noscript, rt...).
     The page's visible text (`text`) and its links (`anchors`: each <a> and <area> outside <template>,
-    in document order) are read off the parse as it streams: a page's links are most of its tags, and
-    building each as a bs4 Tag to read its href and text back was most of extraction's time.
+    in document order, with their text and first <img alt>) are read off the parse as it streams: most
+    of a page's tags (div, p, li, span, em, a...) only separate strings, and building each as a bs4 Tag
+    to read its text back was most of extraction's time. A tag that breaks the flow is a space there.
+    Built are the tags read by name (`_KEPT`): title, meta, base, link, body, svg (a title inside is
+    no page title), and the tags whose strings are not text (script, style, template, noscript, rt...),
+    which the streamed reading needs to know it is inside. The one string the tree keeps is <title>'s.
     Also: lxml's HTML parser reports no namespaces, so the XML builder's namespace bookkeeping is
-    skipped; and a string of whitespace alone is dropped (every field collapses whitespace anyway).
-    On the way it collects the built tags extraction reads (`tags`: by name, in document order).
+    skipped. The built tags extraction reads are collected as they come (`tags`: by name, in order).
     """
 
     def __init__(self) -> None:
@@ -137,8 +135,6 @@ class HTMLBuilder(LXMLTreeBuilder):
         self._open: list[Anchor] = []  # the anchors open at this point of the parse, innermost last
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
-        soup = self.soup
-        assert soup is not None
         kind = _FLOW.get(tag)  # (inline, not a method: this runs for every tag of every page)
         if kind is _BREAK:
             if not self._containers:
@@ -151,23 +147,20 @@ class HTMLBuilder(LXMLTreeBuilder):
             self._unread += tag != "noscript"
         elif tag in _ANCHORS:
             self._open_anchor(tag, attrib)
-        elif tag == "img" and self._open and "alt" in attrib:
-            for anchor in self._open:
-                if anchor.img_alt is None and not anchor.is_area:
-                    anchor.img_alt = attrib["alt"]
-        if soup.current_data and _blank(soup.current_data):
-            soup.current_data = [" "]  # (one space keeps the gap between two strings)
-        if tag not in _KEPT:
-            self._boundary(soup, tag)
             return
-        attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
-        element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
-        if tag in _WANTED and element is not None:
-            self.tags.setdefault(tag, []).append(element)
+        elif tag == "img":
+            if self._open and "alt" in attrib:
+                self._image(attrib["alt"])
+            return
+        if tag in _KEPT:
+            attrs = dict(attrib) if attrib else {}  # no attributes: lxml's empty mapping copies slowly
+            soup = self.soup
+            assert soup is not None
+            element = soup.handle_starttag(tag, None, None, attrs, namespaces=self.active_namespace_prefixes[-1])
+            if tag in _WANTED and element is not None:
+                self.tags.setdefault(tag, []).append(element)
 
     def end(self, tag: str) -> None:  # type: ignore[override]
-        soup = self.soup
-        assert soup is not None
         kind = _FLOW.get(tag)
         if kind is _BREAK:
             if not self._containers:
@@ -177,15 +170,31 @@ class HTMLBuilder(LXMLTreeBuilder):
         elif kind is _HIDE:
             self._containers.pop()
             self._unread -= tag != "noscript"
-        elif tag in _ANCHORS and self._open:
-            self._open.pop()
-        if tag not in _KEPT:
-            self._boundary(soup, tag)
+        elif tag in _ANCHORS:
+            if self._open:
+                self._open.pop()
             return
-        if soup.current_data and _blank(soup.current_data):
-            soup.current_data = [" "]  # (one space keeps the gap between two strings)
-        soup.endData()
-        soup.handle_endtag(tag, None)
+        if tag in _KEPT:
+            soup = self.soup
+            assert soup is not None
+            soup.endData()
+            soup.handle_endtag(tag, None)
+
+    def data(self, data: str) -> None:  # type: ignore[override]
+        containers = self._containers
+        if not containers:
+            if self._in_body:
+                self.text.append(data)
+            if self._open:
+                self._anchor_data(data)
+        elif containers[-1] == "noscript":
+            if self._open:
+                self._anchor_data(data)
+        elif containers[-1] == "title":  # the one string read from the tree (see the class docstring)
+            self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
+
+    def comment(self, text: str) -> None:  # type: ignore[override]
+        """Comments are read by no field: not built."""
 
     def _open_anchor(self, tag: str, attrib: dict[str, str]) -> None:
         """An <a> or <area> starts: read from here to its end (one in a <template> is inert: not kept)."""
@@ -194,6 +203,12 @@ class HTMLBuilder(LXMLTreeBuilder):
         if "template" not in self._containers:
             self.anchors.append(anchor)
 
+    def _image(self, alt: str) -> None:
+        """An <img alt> in the anchors open: the first one is the alt of each <a> (not <area>) around it."""
+        for anchor in self._open:
+            if anchor.img_alt is None and not anchor.is_area:
+                anchor.img_alt = alt
+
     def _anchor_break(self) -> None:
         """A tag that breaks the flow: a space in the text of the anchors open, unless it is inside a tag
         hidden from anchor text that opened within them."""
@@ -201,38 +216,12 @@ class HTMLBuilder(LXMLTreeBuilder):
             if anchor.unread == self._unread:
                 anchor.text.append(" ")
 
-    @staticmethod
-    def _boundary(soup: BeautifulSoup, tag: str) -> None:
-        """Where a tag that is not built was: the strings on both sides go on as one string, with a space
-        between them where the tag breaks the flow."""
-        if tag in _BREAKS:
-            soup.current_data.append(" ")  # (alone, it survives as a string: see _blank)
-
-    def data(self, data: str) -> None:  # type: ignore[override]
-        self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
-        if not self._containers:
-            if self._in_body:
-                self.text.append(data)
-            if self._open:
-                self._anchor_data(data)
-        elif self._open and self._containers[-1] == "noscript":
-            self._anchor_data(data)
-
     def _anchor_data(self, data: str) -> None:
         """A string outside hidden tags, or in a <noscript> (we run no scripts): text of the anchors open,
         unless a tag hidden from anchor text opened within them."""
         for anchor in self._open:
             if anchor.unread == self._unread:
                 anchor.text.append(data)
-
-
-def _blank(chunks: list[str]) -> bool:
-    """Whether the pieces of the string being read are all whitespace (stops at the first that is not),
-    counting a break's space (" ", see HTMLBuilder._boundary) as text: an anchor's text needs it."""
-    for chunk in chunks:
-        if chunk == " " or not chunk.isspace():
-            return False
-    return True
 
 
 def parse(text: str) -> BeautifulSoup:

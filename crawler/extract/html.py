@@ -323,14 +323,17 @@ def _links(base: str, anchors: list[Anchor]) -> list[Link]:
 
 def _targets(base: str, anchors: Iterable[Anchor]) -> Iterator[tuple[Anchor, str]]:
     """(anchor, absolute URL) for each anchor whose href resolves to something crawlable."""
-    resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", headline and image)
+    resolved: dict[str, str | None] = {}  # pages repeat hrefs (logo and "Home", a page's sections)
     root = _root(base)
     for tag in anchors:
         href = tag.attrs.get("href")  # ("": the page itself, as a browser takes it)
         if href is None:
             continue
+        if len(href) > _MAX_HREF:
+            continue
+        href = href.partition("#")[0]  # (a fragment never changes the target: one resolve per page linked)
         if href not in resolved:
-            resolved[href] = _resolve(base, root, href) if len(href) <= _MAX_HREF else None
+            resolved[href] = _resolve(base, root, href)
         if (target := resolved[href]) is not None:
             yield tag, target
 

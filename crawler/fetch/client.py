@@ -163,6 +163,19 @@ class CrawlSession(requests.Session):
         self.cookies.set_policy(NoCookies())
         self.host_cookies = host_cookies
 
+    def open(self, url: str, headers: Mapping[str, str] | None, timeout: tuple[float, float]) -> requests.Response:
+        """GET `url` with the session's headers (then `headers`), auth and hooks, the body left to stream,
+        a redirect not followed. Session.get without what a crawl never uses: request params and cookies
+        (they come from host_cookies), and the merging of those and of the environment's settings (which
+        trust_env=False empties anyway), about a fifth of a request's CPU. `send` adds the session's
+        proxies and TLS trust as Session.get does."""
+        merged = requests.structures.CaseInsensitiveDict(self.headers)
+        if headers:
+            merged.update(headers)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url, headers=merged, auth=self.auth, cookies=self.cookies, hooks=self.hooks)
+        return self.send(prepared, timeout=timeout, allow_redirects=False, stream=True)
+
 
 class HostCookies:
     """Cookies as a browser's private window per site would keep them: a jar per host (a cookie one host

@@ -79,7 +79,7 @@ def _exchange(
     if cookie:  # after a --header Cookie's, if one was given
         given = session.headers.get("Cookie")
         headers = {**(headers or {}), "Cookie": f"{given!s}; {cookie}" if given else cookie}
-    with session.get(result.url, stream=True, allow_redirects=False, timeout=timeout, headers=headers) as resp:
+    with session.open(result.url, headers, timeout) as resp:
         if expired():  # headers cut short by the watchdog are no response
             raise Expired()
         if cookies is not None:

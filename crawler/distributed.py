@@ -14,18 +14,20 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import redis
-
-from crawler.frontier import Frontier
-from crawler.frontier.redis import FrontierLost, RedisFrontier
+from crawler.frontier import Frontier, FrontierLost
 from crawler.frontier.robots import SharedRobots
 from crawler.settings import Settings
 from crawler.store.db import without_password
 from crawler.store.rebuild import frontier_of
 from crawler.store.sql import Store
 from crawler.urls import Scope
+
+if TYPE_CHECKING:  # (redis-py is imported where a crawl uses Redis: 0.25 s of every other start-up)
+    import redis
+
+    from crawler.frontier.redis import RedisFrontier
 
 NORMALIZATION = 2  # the URL normalization's version: workers that normalize differently would not dedup
 REBUILD_WAIT = 300.0  # seconds a worker waits for another's rebuild before it gives up
@@ -38,6 +40,8 @@ class FrontierUnreachable(Exception):
 
 def connect(url: str) -> redis.Redis:
     """A client for the Redis at `url`, checked with a PING; FrontierUnreachable if it does not answer."""
+    import redis  # (see the imports)
+
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30)
         client.ping()
@@ -48,6 +52,8 @@ def connect(url: str) -> redis.Redis:
 
 def persistence_warning(client: redis.Redis) -> str | None:
     """A warning when this Redis keeps nothing on disk (its data goes with a restart), or None."""
+    import redis  # (see the imports)
+
     try:
         config = client.config_get("save") | client.config_get("appendonly")
     except redis.RedisError:  # CONFIG disabled (managed Redis): nothing to say
@@ -65,6 +71,8 @@ def worker_name() -> str:
 def join(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope
          ) -> tuple[Frontier, SharedRobots]:
     """This process's view of the crawl's shared frontier, and its robots.txt answers."""
+    from crawler.frontier.redis import RedisFrontier  # (see the imports)
+
     assert settings.frontier is not None
     client = connect(settings.frontier)
     warning = persistence_warning(client)

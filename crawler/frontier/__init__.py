@@ -23,6 +23,10 @@ from crawler.records import Job
 Entry = tuple[str, str, int]  # (url, host, depth)
 
 
+class FrontierLost(Exception):
+    """A shared frontier has no state for this crawl (Redis restarted without persistence, or flushed)."""
+
+
 class Frontier(Protocol):
     def add(self, entries: Iterable[Entry]) -> int:
         """Queue the entries not yet known; how many were new."""

@@ -38,17 +38,13 @@ from typing import Any
 
 import redis
 
-from crawler.frontier import Entry
+from crawler.frontier import Entry, FrontierLost
 from crawler.records import Job
 
 LUA = Path(__file__).resolve().parent / "lua"
 CHUNK = 500  # entries per script call
 REAP_PER_CLAIM = 32  # expired leases a claim requeues first, at most
 REBUILD_LOCK_MS = 60_000
-
-
-class FrontierLost(Exception):
-    """The shared frontier has no state for this crawl (Redis restarted without persistence, or flushed)."""
 
 
 def fingerprint(url: str) -> bytes:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
-
-import redis
+from typing import TYPE_CHECKING, cast
 
 from crawler.records import Response
+
+if TYPE_CHECKING:
+    import redis
 
 POLL = 0.05  # seconds between two looks for another worker's answer
 Fetch = Callable[[], Response]

@@ -12,7 +12,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from crawler.frontier.redis import FrontierLost, RedisFrontier
+from crawler.frontier import FrontierLost
+from crawler.frontier.redis import RedisFrontier
 
 pytest_plugins = ["conftest_redis"]
 KEY = "crawl:test"

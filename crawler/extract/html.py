@@ -101,7 +101,8 @@ def extract(url: str, body: bytes, content_type: str | None) -> Page:
 @dataclass(slots=True)
 class Anchor:
     """An <a> or <area> as HTMLBuilder reads it off the parse: its attributes, its text in pieces (as a
-    browser lays it out, see _flow_text in the module's tests), and the alt of its first <img alt>."""
+    browser lays it out: flow_text in tests/unit/test_extract_narrow.py reads the same from a full tree), and
+    the alt of its first <img alt>."""
 
     attrs: dict[str, str]
     text: list[str] = field(default_factory=list)
@@ -140,7 +141,7 @@ class HTMLBuilder(LXMLTreeBuilder):
             if not self._containers:
                 self.text.append(" ")
             if self._open:
-                self._anchor_break()
+                self._anchor_text(" ")
             self._in_body = self._in_body or tag == "body"
         elif kind is _HIDE:
             self._containers.append(tag)
@@ -166,7 +167,7 @@ class HTMLBuilder(LXMLTreeBuilder):
             if not self._containers:
                 self.text.append(" ")
             if self._open:
-                self._anchor_break()
+                self._anchor_text(" ")
         elif kind is _HIDE:
             self._containers.pop()
             self._unread -= tag != "noscript"
@@ -186,10 +187,10 @@ class HTMLBuilder(LXMLTreeBuilder):
             if self._in_body:
                 self.text.append(data)
             if self._open:
-                self._anchor_data(data)
+                self._anchor_text(data)
         elif containers[-1] == "noscript":
             if self._open:
-                self._anchor_data(data)
+                self._anchor_text(data)
         elif containers[-1] == "title":  # the one string read from the tree (see the class docstring)
             self.soup.current_data.append(data)  # type: ignore[union-attr]  # what soup.handle_data does
 
@@ -209,19 +210,13 @@ class HTMLBuilder(LXMLTreeBuilder):
             if anchor.img_alt is None and not anchor.is_area:
                 anchor.img_alt = alt
 
-    def _anchor_break(self) -> None:
-        """A tag that breaks the flow: a space in the text of the anchors open, unless it is inside a tag
-        hidden from anchor text that opened within them."""
+    def _anchor_text(self, piece: str) -> None:
+        """A piece of text (a string outside hidden tags or in a <noscript>: we run no scripts; or the space
+        of a tag that breaks the flow) for each anchor open, unless a tag hidden from anchor text opened
+        within it."""
         for anchor in self._open:
             if anchor.unread == self._unread:
-                anchor.text.append(" ")
-
-    def _anchor_data(self, data: str) -> None:
-        """A string outside hidden tags, or in a <noscript> (we run no scripts): text of the anchors open,
-        unless a tag hidden from anchor text opened within them."""
-        for anchor in self._open:
-            if anchor.unread == self._unread:
-                anchor.text.append(data)
+                anchor.text.append(piece)
 
 
 def parse(text: str) -> BeautifulSoup:
@@ -327,9 +322,7 @@ def _targets(base: str, anchors: Iterable[Anchor]) -> Iterator[tuple[Anchor, str
     root = _root(base)
     for tag in anchors:
         href = tag.attrs.get("href")  # ("": the page itself, as a browser takes it)
-        if href is None:
-            continue
-        if len(href) > _MAX_HREF:
+        if href is None or len(href) > _MAX_HREF:
             continue
         href = href.partition("#")[0]  # (a fragment never changes the target: one resolve per page linked)
         if href not in resolved:

@@ -330,7 +330,10 @@ class Crawl:
 
     def flush(self) -> None:
         """Links first, then pages, then the jobs settled: a crash between two steps leaves jobs claimed,
-        which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds."""
+        which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds.
+        The leases are renewed first: after a stall, the jobs whose outcomes are about to be settled
+        are the ones whose loss is to be told."""
+        self._renew()
         found = self.discovery.take()
         if self.frontier.add(found.new) and not self._all_crowded(found.new):
             self.dry = None

@@ -35,6 +35,7 @@ SITE = {
 }
 SEEDS = ["http://a.test/", "http://b.test/"]
 LATENCY = 0.2
+STALL = 10.0
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TableEngine:
     clock: Clock
     stop_after: int | None = None  # results handed out before it "presses Ctrl-C"
     extracting: float = 0.0
+    stall_after: int | None = None  # results handed out before the process "stalls" (SIGSTOP) for STALL
     crawl: Crawl | None = None
     due: list[tuple[float, int, object]] = field(default_factory=list)
     starts: list[tuple[float, str]] = field(default_factory=list)  # (time, url) of every page fetch
@@ -80,6 +82,9 @@ class TableEngine:
     def results(self, timeout: float) -> list[object]:
         if self.stop_after is not None and self.handed >= self.stop_after and self.crawl is not None:
             self.crawl.stop.signum = signal.SIGINT
+        if self.stall_after is not None and self.handed >= self.stall_after:
+            self.clock.now += STALL  # every request in flight ended meanwhile
+            self.stall_after = None
         if not self.due or self.due[0][0] > self.clock.now + timeout:
             self.clock.now += timeout
             return []
@@ -236,3 +241,37 @@ def test_a_fetch_releases_its_host_with_the_hosts_delay() -> None:
     loop = Crawl(settings(delay=0.5), frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
     loop.run(Progress(enabled=False))
     assert [(job.url, rest) for job, rest in frontier.released] == [("http://a.test/3", 0.5)]
+
+
+@dataclass
+class LeasingFrontier(CountingFrontier):
+    """A shared frontier's leases: a job claimed more than LEASE seconds ago is lost at its renewal."""
+
+    clock: Clock = field(default_factory=Clock)
+    claimed_at: dict[str, float] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+
+    def claim(self, n: int, exclude_hosts: Collection[str] = (), per_host: int = 0) -> list[Job]:
+        jobs = super().claim(n, exclude_hosts, per_host)
+        self.claimed_at.update((job.url, self.clock.now) for job in jobs)
+        return jobs
+
+    def renew(self, jobs: Collection[Job]) -> list[Job]:
+        expired = [job for job in jobs if self.clock.now - self.claimed_at[job.url] > STALL / 2]
+        self.lost += [job.url for job in expired]
+        return expired
+
+
+def test_claims_lost_in_a_stall_are_reported_before_their_outcomes_are_written(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A process stalled past its leases finds, on waking, the outcomes of the jobs it had in flight: they
+    are renewed (and found lost) before they are written and settled, so the loss is told."""
+    clock = Clock()
+    frontier, sink = LeasingFrontier(clock=clock), MemorySink()
+    engine = TableEngine(clock, stall_after=2)
+    frontier.add((url, host_of(url), 0) for url in SEEDS)
+    loop = Crawl(settings(), frontier, sink, engine, Scope.build(SEEDS, "host"), clock=clock)
+    assert loop.run(Progress(enabled=False)) == "finished"
+    assert sorted(sink.stored) == sorted(SITE)
+    assert frontier.lost, "no renewal saw the jobs in flight during the stall"
+    assert f"{len(frontier.lost)} claims expired" in capsys.readouterr().err

@@ -7,9 +7,11 @@ which multiprocessing's Pool needs (see STYLE.md: the full patch hangs the pool)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 NO_GEVENT_NOTICE = "crawl: gevent is not available; using --engine threads"
 
@@ -54,8 +56,24 @@ def patch_gevent() -> bool:
         from gevent import monkey
     except ImportError:
         return False
-    monkey.patch_all(thread=False, queue=False)
+    with one_entry_point_scan():
+        monkey.patch_all(thread=False, queue=False)
     return True
+
+
+@contextlib.contextmanager
+def one_entry_point_scan() -> Iterator[None]:
+    """patch_all looks up its plugins' entry points ~20 times, and each lookup reads every installed
+    distribution's metadata (0.15 s of start-up in a venv of 100 packages): meanwhile, lookups are
+    answered from one scan. The plugins found, and called, are the same."""
+    from importlib import metadata
+
+    scan, lookup = metadata.entry_points(), metadata.entry_points
+    metadata.entry_points = lambda **params: scan.select(**params)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        metadata.entry_points = lookup
 
 
 def stop_before_start(signum: int, frame: object) -> None:

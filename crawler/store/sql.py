@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -63,7 +62,7 @@ def open_store(
         with engine.connect():  # a server that is not there fails here, at once (writes retry later)
             pass
         upgrade(store.engine)
-    except (StoreError, SQLAlchemyError, CommandError, OSError) as e:
+    except (StoreError, SQLAlchemyError, OSError) as e:
         engine.dispose()
         raise StoreError(f"cannot open {shown(engine.url)}: {reason(e)}") from e
     return store

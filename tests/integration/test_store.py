@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, event, func, insert, inspect, select, text
 
 from crawler.frontier import Frontier, MemoryFrontier
 from crawler.frontier.redis import RedisFrontier
 from crawler.frontier.sql import SqlFrontier
 from crawler.records import Job, Link, Outcome, Page, Response
-from crawler.store.db import DatabaseRefused, StoreError, alembic_config, database_url
+from crawler.store.db import HEAD, DatabaseRefused, StoreError, alembic_config, database_url
 from crawler.store.schema import frontier, links, pages
 from crawler.store.sql import Store, open_store
 
@@ -74,6 +75,22 @@ def test_upgrade_to_head_leaves_no_drift(store: Store) -> None:
     with store.engine.connect() as conn:
         tables = {name for name in inspect(conn).get_table_names() if not name.startswith("pages_fts")}
         assert {"crawls", "runs", "frontier", "pages", "links", "alembic_version"} == tables
+
+
+def test_head_is_the_newest_migration(store: Store) -> None:
+    """A database at HEAD is not handed to alembic on open: HEAD must be the migrations' head."""
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
+
+
+def test_a_database_from_a_newer_crawler_is_refused_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "newer.db"
+    open_store(str(db)).engine.dispose()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(StoreError, match=r"^cannot open .*newer\.db: Can't locate revision identified by '0099'$"):
+        open_store(str(db))
 
 
 def test_open_twice_is_idempotent(any_db: str) -> None:

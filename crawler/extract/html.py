@@ -83,8 +83,10 @@ _BREAKS = frozenset({
     "li", "main", "menu", "nav", "noframes", "ol", "optgroup", "option", "p", "pre", "section", "summary",
     "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "video", "audio", "canvas", "object",
 })
-_BREAK, _HIDE = "break", "hide"
-_FLOW = dict.fromkeys(_BREAKS, _BREAK) | dict.fromkeys(_HIDDEN, _HIDE)  # one lookup per tag event
+_BREAK, _HIDE, _ANCHOR, _IMAGE, _KEEP = "break", "hide", "anchor", "image", "keep"
+# A tag's role, in one lookup per tag event; most tags (span, em, code...) have none and cost no more.
+_ROLE = (dict.fromkeys(_KEPT, _KEEP) | dict.fromkeys(_BREAKS, _BREAK) | dict.fromkeys(_HIDDEN, _HIDE)
+         | dict.fromkeys(_ANCHORS, _ANCHOR) | {"img": _IMAGE})
 
 
 def extract(url: str, body: bytes, content_type: str | None) -> Page:
@@ -136,7 +138,9 @@ class HTMLBuilder(LXMLTreeBuilder):
         self._open: list[Anchor] = []  # the anchors open at this point of the parse, innermost last
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str, str] | None = None) -> None:  # type: ignore[override]
-        kind = _FLOW.get(tag)  # (inline, not a method: this runs for every tag of every page)
+        kind = _ROLE.get(tag)  # (inline, not a method: this runs for every tag of every page)
+        if kind is None:
+            return
         if kind is _BREAK:
             if not self._containers:
                 self.text.append(" ")
@@ -146,10 +150,10 @@ class HTMLBuilder(LXMLTreeBuilder):
         elif kind is _HIDE:
             self._containers.append(tag)
             self._unread += tag != "noscript"
-        elif tag in _ANCHORS:
+        elif kind is _ANCHOR:
             self._open_anchor(tag, attrib)
             return
-        elif tag == "img":
+        elif kind is _IMAGE:
             if self._open and "alt" in attrib:
                 self._image(attrib["alt"])
             return
@@ -162,7 +166,9 @@ class HTMLBuilder(LXMLTreeBuilder):
                 self.tags.setdefault(tag, []).append(element)
 
     def end(self, tag: str) -> None:  # type: ignore[override]
-        kind = _FLOW.get(tag)
+        kind = _ROLE.get(tag)
+        if kind is None or kind is _IMAGE:
+            return
         if kind is _BREAK:
             if not self._containers:
                 self.text.append(" ")
@@ -171,7 +177,7 @@ class HTMLBuilder(LXMLTreeBuilder):
         elif kind is _HIDE:
             self._containers.pop()
             self._unread -= tag != "noscript"
-        elif tag in _ANCHORS:
+        elif kind is _ANCHOR:
             if self._open:
                 self._open.pop()
             return

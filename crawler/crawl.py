@@ -13,10 +13,10 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 
 from crawler import testhook
 from crawler.discovery import Discovery, HostBudget
-from crawler.extract.pool import start_extraction, stop_pool
 from crawler.fetch.base import FetchEngine
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap
@@ -64,7 +64,8 @@ class Crawl:
     def __init__(self, settings: Settings, frontier: Frontier, sink: Sink, engine: FetchEngine, scope: Scope,
                  stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None,
                  validators: Mapping[str, Mapping[str, str]] | None = None,
-                 robots_answers: RobotsAnswers = unshared, seed_redirects: Sequence[tuple[str, str]] = ()):
+                 robots_answers: RobotsAnswers = unshared, seed_redirects: Sequence[tuple[str, str]] = (),
+                 pool: Pool | None = None):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -73,8 +74,7 @@ class Crawl:
         self.guard = guard = AddressGuard(scope.endpoints, settings.allow_private)
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
-        self.pool = start_extraction(settings.parse_workers)
-        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, self.pool, tap,
+        self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, pool, tap,
                               validators, robots_answers)
         self.tally = Tally(pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
@@ -376,11 +376,9 @@ class Crawl:
                   file=sys.stderr)
 
     def close(self) -> None:
-        """Stop the engine and the extraction processes, in bounded time; safe to call twice."""
+        """Stop the engine, in bounded time, and end the run's record; safe to call twice. (The extraction
+        processes are the caller's to stop.)"""
         self.engine.close()
-        if self.pool is not None:
-            stop_pool(self.pool)
-            self.pool = None
         self.progress.close()
         if not self.closed:
             self.closed = True

@@ -16,12 +16,14 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 
 import urllib3
 
 from crawler import distributed
 from crawler.crawl import Crawl
 from crawler.credentials import Credentials
+from crawler.extract.pool import extraction
 from crawler.fetch import load_engine
 from crawler.fetch.client import client_for, masked_header, notices
 from crawler.frontier import Frontier
@@ -100,13 +102,13 @@ def start(settings: Settings, seeds: list[str], credentials: Credentials | None 
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
     if settings.frontier:
         distributed.connect(settings.frontier)  # unreachable: one line, before anything is written
-    with Stop().installed(exiting=True) as stop:
-        store = opened(settings.db, stop)
+    with Stop().installed(exiting=True) as stop, extraction(settings.parse_workers) as pool:
+        store = opened(settings.db, stop)  # (while the extraction processes start)
         try:
             if settings.frontier:
                 settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
             crawl_id = store.start_crawl(seeds, stored(settings))
-            return _run(settings, store, crawl_id, seeds, scope, stop, credentials)
+            return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
         finally:
             store.close()
 
@@ -123,7 +125,9 @@ def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, obje
             if not settings.frontier_key:
                 raise NothingToResume(f"crawl {crawl_id} is not a distributed crawl (it was started without "
                                       "--frontier): resume it with `crawl --db ...`")
-            return _run(settings, store, crawl_id, seeds, scope_of(settings, seeds), stop, credentials)
+            scope = scope_of(settings, seeds)
+            with extraction(settings.parse_workers) as pool:
+                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
         finally:
             store.close()
 
@@ -149,7 +153,8 @@ def resume(db: str, overrides: dict[str, object], credentials: Credentials | Non
             refuse_if_busy(store, crawl_id)
             store.resume(crawl_id)
             store.frontier(crawl_id).recover()
-            return _run(settings, store, crawl_id, seeds, scope, stop, credentials)
+            with extraction(settings.parse_workers) as pool:
+                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
         finally:
             store.close()
 
@@ -202,7 +207,8 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object],
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
             new_id = store.start_crawl(seeds, stored(settings), recrawl_of=previous)
-            return _run(settings, store, new_id, seeds, scope, stop, credentials)
+            with extraction(settings.parse_workers) as pool:
+                return _run(settings, store, new_id, seeds, scope, stop, credentials, pool)
         finally:
             store.close()
 
@@ -244,7 +250,7 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
 
 
 def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop,
-         credentials: Credentials | None) -> Result:
+         credentials: Credentials | None, pool: Pool | None) -> Result:
     """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
     whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
@@ -264,7 +270,7 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     try:
         crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None,
                       validators=validators, robots_answers=robots_answers,
-                      seed_redirects=store.seed_redirects(crawl_id))
+                      seed_redirects=store.seed_redirects(crawl_id), pool=pool)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)

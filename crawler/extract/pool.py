@@ -15,11 +15,12 @@ killer, a segfault) takes its task with it: the engines stop waiting after `dead
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import multiprocessing
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.pool import Pool
 from typing import Any, TypeVar
@@ -114,6 +115,18 @@ def start_extraction(workers: int) -> Pool | None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     atexit.register(stop_pool, pool)  # before multiprocessing's own exit hook, which would wait forever
     return pool
+
+
+@contextlib.contextmanager
+def extraction(workers: int) -> Iterator[Pool | None]:
+    """The extraction pool of the enclosed crawl (None for 0 workers), stopped when it ends. Started
+    first: its processes import their modules (~0.4 s) while the crawl opens and migrates its database."""
+    pool = start_extraction(workers)
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            stop_pool(pool)
 
 
 def stop_pool(pool: Pool, timeout: float = STOP_SECONDS) -> None:

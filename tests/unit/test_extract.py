@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import random
@@ -394,3 +395,10 @@ def test_a_robots_meta_nofollow_marks_every_link(meta: str) -> None:
 def test_another_crawlers_meta_is_not_ours() -> None:
     page = run('<meta name="googlebot" content="noindex, nofollow"><a href="/a">a</a>')
     assert not page.noindex and page.links[0].nofollow is False
+
+
+def test_a_link_crosses_processes_with_every_field() -> None:
+    """Link pickles as its fields (records.Link.__reduce__): a field added later must cross too."""
+    link = Link(url="http://a.test/x", anchor="X", lastmod="2024-01-02", nofollow=True)
+    assert all(getattr(link, f.name) != f.default for f in dataclasses.fields(Link))  # none left at its default
+    assert pickle.loads(pickle.dumps(link)) == link

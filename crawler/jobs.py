@@ -17,8 +17,7 @@ from typing import Any
 
 from crawler import testhook
 from crawler.extract import sitemap
-from crawler.extract.html import extract
-from crawler.extract.pool import TooSlow, dead_after, run_within
+from crawler.extract.pool import TooSlow, dead_after, html_page, run_within
 from crawler.extract.sitemap import root_of
 from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
@@ -168,7 +167,7 @@ class JobRunner:
             page = self._extract(response, sitemap.extract, self.settings.limits.max_bytes)
             self.sitemaps.nested(job.url, page)
         elif response.error is None and is_html(response):
-            page = self._extract(response, extract, response.headers.get("content-type"))
+            page = self._extract(response, html_page, response.headers.get("content-type"))
         if response.error is None and response.status != 304:  # (a 304 has no body: its row's is carried)
             response.content_hash = hashlib.sha1(response.body).hexdigest()
         response.length, response.body = len(response.body), b""
@@ -201,7 +200,7 @@ class JobRunner:
         return follow
 
     def _extract(self, response: Response, fn: Callable[[str, bytes, Any], Page], arg: Any) -> Page | None:
-        """fn(url, body, arg) in the extraction pool (html.extract, or sitemap.extract)."""
+        """fn(url, body, arg) in the extraction pool (html_page, or sitemap.extract)."""
         args = (response.final_url, response.body, arg)
         limit = self.settings.limits.parse_timeout
         try:

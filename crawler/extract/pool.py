@@ -81,7 +81,7 @@ def start_worker() -> None:
 
 
 def die_with_parent() -> None:
-    """Pool initializer: the kernel kills this process when the crawl process dies, even by SIGKILL."""
+    """In an extraction process (start_worker): the kernel kills it when the crawl process dies, even by SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGALRM, _alarm)  # run_within's
     try:

@@ -36,13 +36,13 @@ T = TypeVar("T")
 # Installed: crawler/migrations (see pyproject's package-dir); from a checkout: the repo's migrations/.
 HERE = Path(__file__).resolve().parent
 MIGRATIONS = next(p for p in (HERE.parent / "migrations", HERE.parent.parent / "migrations") if p.is_dir())
+HEAD = "0006"  # the newest migration's revision (tests/integration/test_store.py holds it to migrations/)
 BUSY_TIMEOUT = 1.0  # seconds SQLite itself waits for a lock; longer waits are run_write's retries, which
 # sleep in Python: signals are handled and (under gevent) the other greenlets keep running meanwhile
 LOCK_WAIT = 300.0  # seconds in total a write keeps retrying a locked database
 TELL_LOCK_AFTER = 2.0  # seconds of waiting for a lock after which the user is told what the crawl waits for
 WRITE = "crawler_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 LOCK_WAIT_OPTION = "crawler_lock_wait"
-HEAD = "0006"  # the newest migration's revision (tests/integration/test_store.py holds it to migrations/)
 GIVE_UP_OPTION = "crawler_give_up"  # a callable: when true, a write stops waiting for a lock
 
 

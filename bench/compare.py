@@ -18,7 +18,7 @@ Needs nginx (`apt-get install nginx-light`), for the docs python3.11-doc, and th
 (`pip install -r bench/requirements.txt`).
 
     python bench/compare.py [--site synthetic|debian-python-docs|broad] [--pages 5000] [--rounds 3]
-        [--concurrency 50] [--per-host N] [--only gevent,threads,scrapy,crawlee-bs,crawlee-parsel]
+        [--concurrency 50] [--per-host N] [--only gevent,threads,gevent-in-crawl,scrapy,crawlee-bs,crawlee-parsel]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from crawler.bench import Measurement, crawl_command, measure
 from crawler.settings import Limits
 
 HERE = Path(__file__).resolve().parent
-OURS, PEERS = ("gevent", "threads"), ("scrapy", "crawlee-bs", "crawlee-parsel")
+OURS, PEERS = ("gevent", "threads", "gevent-in-crawl"), ("scrapy", "crawlee-bs", "crawlee-parsel")
+IN_CRAWL = "-in-crawl"  # our engine with the fetch in the crawl process (--no-fetch-processes)
 SITES: dict[str, Callable[[Path, argparse.Namespace], AbstractContextManager[Site]]] = {
     "synthetic": lambda tmp, args: synthetic(tmp, args.pages),
     "debian-python-docs": lambda tmp, args: debian_python_docs(tmp),
@@ -84,7 +85,9 @@ def command(contender: str, site: Site, db: str, tmp: Path, args: argparse.Names
         return [sys.executable, str(HERE / "crawlee_spider.py"), site.seeds, db,
                 "--parser", contender.removeprefix("crawlee-"), "--concurrency", str(args.concurrency),
                 "--storage", str(tmp / "crawlee-storage")]
-    return crawl_command(site.seeds, db, contender, args.concurrency, args.parse_workers, args.per_host)
+    engine = contender.removesuffix(IN_CRAWL)
+    fetch = ["--no-fetch-processes"] if contender.endswith(IN_CRAWL) else []
+    return crawl_command(site.seeds, db, engine, args.concurrency, args.parse_workers, args.per_host) + fetch
 
 
 def complete_pages(db: str, described: bool) -> tuple[int, int]:
@@ -151,10 +154,10 @@ def round_ratio(runs: list[Run], name: str, other: str, round_: int) -> float:
 
 
 def pairs(contenders: list[str]) -> list[tuple[str, str]]:
-    """(ours, peer) for every peer, and threads against gevent."""
+    """(ours, peer) for every peer, and threads and the fetch in the crawl process against gevent."""
     ours = [c for c in contenders if c in OURS]
     found = [(a, b) for a in ours for b in contenders if b in PEERS]
-    return found + ([("threads", "gevent")] if set(OURS) <= set(contenders) else [])
+    return found + [(name, "gevent") for name in OURS[1:] if {name, "gevent"} <= set(contenders)]
 
 
 def summary(runs: list[Run], contenders: list[str]) -> str:

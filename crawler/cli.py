@@ -130,6 +130,8 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--exclude", multiple=True, metavar="REGEX", help="Never follow URLs matching one."),
         click.option("--parse-workers", type=click.IntRange(0), default=os.cpu_count() or 1,
                      show_default="CPU count", help="Extraction processes (0: extract in the fetchers)."),
+        click.option("--fetch-processes/--no-fetch-processes", default=DEFAULTS.fetch_processes, show_default=True,
+                     help="The extraction processes fetch their pages too (not with --warc)."),
         click.option("--user-agent", default=DEFAULTS.user_agent, show_default=True),
         click.option("--header", multiple=True, metavar="'NAME: VALUE'",
                      help="Send this header with every request (repeatable)."),

@@ -20,6 +20,7 @@ from crawler.discovery import Discovery, HostBudget
 from crawler.fetch.base import FetchEngine
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap
+from crawler.fetch.processes import FetchProcesses
 from crawler.frontier import Frontier
 from crawler.frontier.robots import unshared
 from crawler.jobs import JobRunner, RobotsAnswers, RobotsResult
@@ -65,7 +66,7 @@ class Crawl:
                  stop: Stop | None = None, clock: Clock = time.monotonic, tap: Tap | None = None,
                  validators: Mapping[str, Mapping[str, str]] | None = None,
                  robots_answers: RobotsAnswers = unshared, seed_redirects: Sequence[tuple[str, str]] = (),
-                 pool: Pool | None = None):
+                 pool: Pool | None = None, fetchers: FetchProcesses | None = None):
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
@@ -75,7 +76,7 @@ class Crawl:
         self.stop = stop or Stop()
         self.progress = Progress(enabled=False)
         self.jobs = JobRunner(engine, settings, scope, self.scheduler, guard, frontier.is_known, pool, tap,
-                              validators, robots_answers)
+                              validators, robots_answers, fetchers)
         self.tally = Tally(pages=sink.count())  # what a resumed crawl already has
         self.budget_base = self.tally.pages
         self.discovery = Discovery(scope, settings.max_depth, limits.max_url_length, self._host_budget(),
@@ -270,7 +271,10 @@ class Crawl:
         host becomes a seed host, in scope and trusted like one on the target's port (see
         AddressGuard.adopt), as wget and Scrapy behave; otherwise the crawl would end at the redirect."""
         host = host_of(target)
-        if self.guard.adopt(target, seed) and host not in self.discovery.scope.hosts:
+        if not self.guard.adopt(target, seed):
+            return
+        self.jobs.share_guard()
+        if host not in self.discovery.scope.hosts:
             self.discovery.scope = self.jobs.scope = self.discovery.scope.with_host(host)
 
     def _unpark(self, outcome: Outcome) -> None:

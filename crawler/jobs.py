@@ -22,15 +22,17 @@ from crawler.extract.sitemap import root_of
 from crawler.fetch.base import Workers
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.http import Tap, fetch_one
+from crawler.fetch.processes import FetchProcesses
 from crawler.frontier.robots import unshared
 from crawler.records import FetchEnded, Job, Outcome, Page, Response
 from crawler.robots import ALLOW_ALL, Rules, rules_for
 from crawler.robots import MAX_BYTES as ROBOTS_MAX_BYTES
 from crawler.scheduler import Scheduler
-from crawler.settings import Settings
+from crawler.settings import Limits, Settings
 from crawler.urls import InvalidURL, Scope, host_of, normalize, trap_reason
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
+Extract = Callable[[Response, Callable[[str, bytes, Any], Page], Any], "Page | None"]  # (response, fn, arg)
 RobotsAnswers = Callable[[str, Callable[[], Response]], Response]  # (origin, fetch) -> robots.txt's answer
 
 
@@ -98,10 +100,6 @@ class Sitemaps:
             self.level.setdefault(found[-1], level)
         return found
 
-    def is_sitemap(self, url: str, response: Response) -> bool:
-        named = url in self.level
-        return response.status == 200 and (named or (not is_html(response) and root_of(response.body) is not None))
-
     def nested(self, url: str, page: Page | None) -> None:
         """An index's entries are sitemaps one level down; past MAX_NESTING they are not followed."""
         if page is None or page.kind != "sitemap index":
@@ -111,6 +109,42 @@ class Sitemaps:
             page.links, page.error = [], f"sitemap error: indexes nested deeper than {self.MAX_NESTING}"
         else:
             self.named([link.url for link in page.links], level)
+
+
+def is_sitemap(response: Response, named: bool) -> bool:
+    """A sitemap: named as one (see Sitemaps), or an answer that is not HTML whose body opens one."""
+    return response.status == 200 and (named or (not is_html(response) and root_of(response.body) is not None))
+
+
+def page_of(response: Response, named_sitemap: bool, extract: Extract, max_bytes: int) -> Page | None:
+    """What a fetched response holds (a sitemap's URLs, an HTML page), through `extract`; the body is dropped,
+    its length and hash kept, and an extraction's error becomes the response's. Where the fetch ran: in
+    the crawl process (the extraction pool extracts) or in a fetch process (it extracts in place)."""
+    page = None
+    if response.error is None and is_sitemap(response, named_sitemap):
+        page = extract(response, sitemap.extract, max_bytes)
+    elif response.error is None and is_html(response):
+        page = extract(response, html_page, response.headers.get("content-type"))
+    if response.error is None and response.status != 304:  # (a 304 has no body: its row's is carried)
+        response.content_hash = hashlib.sha1(response.body).hexdigest()
+    response.length, response.body = len(response.body), b""
+    if page is not None and page.error:
+        response.error = page.error
+    return page
+
+
+def robots_limits(limits: Limits) -> Limits:
+    """robots.txt's: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed."""
+    return dataclasses.replace(limits, max_bytes=min(limits.max_bytes, ROBOTS_MAX_BYTES), truncate=True)
+
+
+def extraction_failed(exc: Exception, limit: float) -> str:
+    """The page's error when its extraction raised `exc`."""
+    if isinstance(exc, TooSlow):  # interrupted in its process, which goes on with the next page
+        return f"parse error: extraction took over {limit:g} s"
+    if isinstance(exc, TimeoutError):  # its process died (the pool starts another) or hung in C code
+        return f"parse error: extraction gave {exc}"
+    return f"parse error: {exc!r}"[:500]
 
 
 def is_html(response: Response) -> bool:
@@ -133,16 +167,22 @@ class JobRunner:
         tap: Tap | None = None,
         validators: Mapping[str, Mapping[str, str]] | None = None,
         robots_answers: RobotsAnswers = unshared,
+        fetchers: FetchProcesses | None = None,
     ) -> None:
         self.engine, self.settings, self.scope, self.tap = engine, settings, scope, tap
         self.robots_answers = robots_answers  # who fetches robots.txt: this process, or the first worker
         self.validators = validators or {}  # url -> If-None-Match / If-Modified-Since, in a recrawl
         self.scheduler, self.guard, self.is_known, self.pool = scheduler, guard, is_known, pool
+        self.fetchers = fetchers  # the extraction processes fetch too (crawler.fetch.processes), or None
+        self.share_guard()
         self.following = HopsInFlight()
         self.sitemaps = Sitemaps(settings.sitemap)
-        # robots.txt: the pages' cap, at most 500 KiB (RFC 9309 2.5); a longer file is cut there, not failed
-        cap = min(settings.limits.max_bytes, ROBOTS_MAX_BYTES)
-        self.robots_limits = dataclasses.replace(settings.limits, max_bytes=cap, truncate=True)
+        self.robots_limits = robots_limits(settings.limits)
+
+    def share_guard(self) -> None:
+        """The address guard's rule to the fetch processes (at the start, and when a seed's redirect widens it)."""
+        if self.fetchers is not None:
+            self.fetchers.guard(self.guard.trusted, self.guard.allow_private)
 
     def page(self, job: Job) -> Outcome:
         """The job's outcome, with the redirect hops it followed in place (the loop releases them)."""
@@ -159,20 +199,15 @@ class JobRunner:
             return Outcome(job, Response(job.url, job.url, error=blocked))
         follow = self._follower(job.url, followed)
         testhook.reached("mid-fetch")
-        response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
-                             headers=self.validators.get(job.url), guard=self.guard)
-        self.engine.tell(FetchEnded(job, response.status, response.elapsed_ms))  # the host's slot is free
-        page = None
-        if response.error is None and self.sitemaps.is_sitemap(job.url, response):
-            page = self._extract(response, sitemap.extract, self.settings.limits.max_bytes)
-            self.sitemaps.nested(job.url, page)
-        elif response.error is None and is_html(response):
-            page = self._extract(response, html_page, response.headers.get("content-type"))
-        if response.error is None and response.status != 304:  # (a 304 has no body: its row's is carried)
-            response.content_hash = hashlib.sha1(response.body).hexdigest()
-        response.length, response.body = len(response.body), b""
-        if page is not None and page.error:
-            response.error = page.error
+        if self.fetchers is not None:
+            response, page = self.fetchers.page(self.engine, job, self.validators.get(job.url), follow,
+                                                job.url in self.sitemaps.level)
+        else:
+            response = fetch_one(self.engine.session(), job.url, self.settings.limits, follow=follow, tap=self.tap,
+                                 headers=self.validators.get(job.url), guard=self.guard)
+            self.engine.tell(FetchEnded(job, response.status, response.elapsed_ms))  # the host's slot is free
+            page = page_of(response, job.url in self.sitemaps.level, self._extract, self.settings.limits.max_bytes)
+        self.sitemaps.nested(job.url, page)
         return Outcome(job, response, page, tuple(followed))
 
     def _follower(self, url: str, followed: list[str]) -> Callable[[str], bool]:
@@ -207,12 +242,8 @@ class JobRunner:
             if self.pool is None:  # (--parse-workers 0: on a thread, not in this greenlet, see Workers.aside)
                 return self.engine.aside(fn, args, limit)
             return self.engine.apply(self.pool, run_within, (limit, fn, *args), dead_after(limit))
-        except TooSlow:  # interrupted in its process, which goes on with the next page
-            response.error = f"parse error: extraction took over {limit:g} s"
-        except TimeoutError as exc:  # its process died (the pool starts another) or hung in C code
-            response.error = f"parse error: extraction gave {exc}"
         except Exception as exc:  # noqa: BLE001 (a bug in extraction costs one page)
-            response.error = f"parse error: {exc!r}"[:500]
+            response.error = extraction_failed(exc, limit)
         return None
 
     def robots(self, origin: str) -> RobotsResult:
@@ -223,14 +254,18 @@ class JobRunner:
         if self.guard.check(url):
             return RobotsResult(origin, ALLOW_ALL, Response(url, url))
         try:
-            response = self.robots_answers(origin, lambda: fetch_one(
-                self.engine.session(), url, self.robots_limits, follow=self._robots_hop, tap=self.tap,
-                guard=self.guard))
+            response = self.robots_answers(origin, lambda: self._fetch_robots(url))
         except Exception as exc:  # noqa: BLE001 (a bug, or Redis gone, must not stop the crawl)
             response = Response(url, url, error=f"internal: {exc!r}"[:500])
         rules = rules_for(None if response.error else response.status, response.body)
         response.body = b""
         return RobotsResult(origin, rules, response)
+
+    def _fetch_robots(self, url: str) -> Response:
+        if self.fetchers is not None:
+            return self.fetchers.robots(self.engine, url)
+        return fetch_one(self.engine.session(), url, self.robots_limits, follow=self._robots_hop, tap=self.tap,
+                         guard=self.guard)
 
     def _robots_hop(self, hop: str) -> bool:
         return self.guard.check(hop) is None

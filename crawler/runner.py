@@ -7,6 +7,8 @@ SIGTERM from their first line (crawler.stop) and expect the process to exit when
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,21 +16,20 @@ import signal
 import sys
 import time
 import uuid
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
-
-import urllib3
 
 from crawler import distributed
 from crawler.crawl import Crawl
 from crawler.credentials import Credentials
 from crawler.extract.pool import extraction
 from crawler.fetch import load_engine
-from crawler.fetch.client import client_for, masked_header, notices
+from crawler.fetch.client import client_for, masked_header, notices, quiet_if_insecure
+from crawler.fetch.processes import FetchProcesses
 from crawler.frontier import Frontier
 from crawler.frontier.robots import unshared
-from crawler.jobs import RobotsAnswers
+from crawler.jobs import RobotsAnswers, robots_limits
 from crawler.progress import Progress
 from crawler.settings import Settings
 from crawler.stop import EXIT_FOR_SIGNAL, HardStop, Stop
@@ -102,13 +103,13 @@ def start(settings: Settings, seeds: list[str], credentials: Credentials | None 
     scope = scope_of(settings, seeds)  # a bad --include fails here, before anything is written
     if settings.frontier:
         distributed.connect(settings.frontier)  # unreachable: one line, before anything is written
-    with Stop().installed(exiting=True) as stop, extraction(settings.parse_workers) as pool:
+    with Stop().installed(exiting=True) as stop, workers(settings, credentials) as hands:
         store = opened(settings.db, stop)  # (while the extraction processes start)
         try:
             if settings.frontier:
                 settings = dataclasses.replace(settings, frontier_key=uuid.uuid4().hex)
             crawl_id = store.start_crawl(seeds, stored(settings))
-            return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
+            return _run(settings, store, crawl_id, seeds, scope, stop, credentials, hands)
         finally:
             store.close()
 
@@ -126,8 +127,8 @@ def work(db: str, frontier: str, crawl_id: int | None, overrides: dict[str, obje
                 raise NothingToResume(f"crawl {crawl_id} is not a distributed crawl (it was started without "
                                       "--frontier): resume it with `crawl --db ...`")
             scope = scope_of(settings, seeds)
-            with extraction(settings.parse_workers) as pool:
-                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
+            with workers(settings, credentials) as hands:
+                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, hands)
         finally:
             store.close()
 
@@ -153,8 +154,8 @@ def resume(db: str, overrides: dict[str, object], credentials: Credentials | Non
             refuse_if_busy(store, crawl_id)
             store.resume(crawl_id)
             store.frontier(crawl_id).recover()
-            with extraction(settings.parse_workers) as pool:
-                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, pool)
+            with workers(settings, credentials) as hands:
+                return _run(settings, store, crawl_id, seeds, scope, stop, credentials, hands)
         finally:
             store.close()
 
@@ -207,8 +208,8 @@ def recrawl(db: str, crawl_id: int | None, overrides: dict[str, object],
             settings = with_overrides(Settings.from_json(settings_json), overrides | {"db": db})
             scope = scope_of(settings, seeds)
             new_id = store.start_crawl(seeds, stored(settings), recrawl_of=previous)
-            with extraction(settings.parse_workers) as pool:
-                return _run(settings, store, new_id, seeds, scope, stop, credentials, pool)
+            with workers(settings, credentials) as hands:
+                return _run(settings, store, new_id, seeds, scope, stop, credentials, hands)
         finally:
             store.close()
 
@@ -250,7 +251,7 @@ def scope_of(settings: Settings, seeds: list[str]) -> Scope:
 
 
 def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope, stop: Stop,
-         credentials: Credentials | None, pool: Pool | None) -> Result:
+         credentials: Credentials | None, hands: Hands) -> Result:
     """Work on the crawl as a new run. Its seeds are queued again first (known ones are skipped): a crawl
     whose first run died before queueing them still has a frontier. So are a recrawl's earlier URLs."""
     began = time.monotonic()
@@ -262,15 +263,15 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     client = client_for(settings, credentials)
     for notice in notices(client, os.environ):
         print(f"crawl: {notice}", file=sys.stderr)
-    if client.insecure:  # said once above, not once per request
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    quiet_if_insecure(client)
     engine = load_engine(settings.engine)(settings.limits.concurrency, client)
     recorder = open_recorder(settings.warc, settings.warc_max_size, settings.ignore_robots)
     crawl: Crawl | None = None
     try:
         crawl = Crawl(settings, frontier, sink, engine, scope, stop, tap=recorder.tap if recorder else None,
                       validators=validators, robots_answers=robots_answers,
-                      seed_redirects=store.seed_redirects(crawl_id), pool=pool)
+                      seed_redirects=store.seed_redirects(crawl_id), pool=hands.pool,
+                      fetchers=hands.fetchers)
         status = crawl.run(Progress.for_terminal(settings.quiet))
     except HardStop:  # a second Ctrl-C / SIGTERM: stop at once; what was not saved is fetched again
         _abandon(crawl, engine)
@@ -282,6 +283,34 @@ def _run(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scop
     pages, errors = (crawl.tally.pages - crawl.budget_base, crawl.tally.errors) if crawl else (0, 0)
     unreachable = crawl.tally.unreachable if crawl else 0
     return Result(crawl_id, status, pages, errors, time.monotonic() - began, stop.signum, unreachable)
+
+
+@dataclass
+class Hands:
+    """The processes a crawl's pages go to: the extraction pool, or fetch processes that extract too."""
+
+    pool: Pool | None = None
+    fetchers: FetchProcesses | None = None
+
+
+@contextlib.contextmanager
+def workers(settings: Settings, credentials: Credentials | None) -> Iterator[Hands]:
+    """The crawl's extraction processes, started first (their imports overlap the database's opening)
+    and stopped when it ends. They fetch their pages too (crawler.fetch.processes) unless the crawl
+    asks otherwise (--no-fetch-processes), has none (--parse-workers 0), or records WARC files (one
+    writer, in the crawl process, sees every exchange)."""
+    if not (settings.fetch_processes and settings.parse_workers > 0 and settings.warc is None):
+        with extraction(settings.parse_workers) as pool:
+            yield Hands(pool=pool)
+        return
+    limits = settings.limits
+    fetchers = FetchProcesses(settings.parse_workers, client_for(settings, credentials), limits,
+                              robots_limits(limits), limits.concurrency)
+    atexit.register(fetchers.close)  # before multiprocessing's own exit hook, which would wait forever
+    try:
+        yield Hands(fetchers=fetchers)
+    finally:
+        fetchers.close()
 
 
 def _frontier(settings: Settings, store: Store, crawl_id: int, seeds: list[str], scope: Scope

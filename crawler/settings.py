@@ -43,6 +43,7 @@ class Settings:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     parse_workers: int = 1
+    fetch_processes: bool = True  # the extraction processes fetch their pages too (crawler.fetch.processes)
     user_agent: str = "crawler/0.1 (+https://github.com/crawler)"
     ignore_robots: bool = False
     allow_private: bool = False

@@ -82,7 +82,8 @@ def start_worker() -> None:
 
 def die_with_parent() -> None:
     """In an extraction process (start_worker): the kernel kills it when the crawl process dies, even by SIGKILL."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    for signum in STOP_SIGNALS:  # Ctrl-C, SIGTERM and SIGHUP are the parent's to handle (and block
+        signal.signal(signum, signal.SIG_IGN)  # them, but a library may unmask them: gevent's loop does)
     signal.signal(signal.SIGALRM, _alarm)  # run_within's
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -41,6 +41,13 @@ class Workers(Protocol):
         after `timeout` seconds."""
         ...
 
+    def wait(self, start: Callable[[Callable[[Any], None], Callable[[BaseException], None]], None],
+             timeout: float) -> Any:
+        """What `start(answer, fail)` brings: start sets off work whose answer another thread hands to
+        `answer` (or its exception to `fail`); the caller waits for it, the others running on.
+        TimeoutError after `timeout` seconds."""
+        ...
+
     def tell(self, item: object) -> None:
         """Hand `item` to the loop among the results now, while the calling job runs on (its own value
         comes after it)."""

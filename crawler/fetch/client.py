@@ -13,18 +13,20 @@ them, when --ca-bundle is not given.
 
 from __future__ import annotations
 
+import email.message
 import os
 import re
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import Cookie, CookiePolicy
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
+from requests.cookies import MockRequest, MockResponse, RequestsCookieJar, get_cookie_header
 
 from crawler.credentials import Credentials
 from crawler.fetch.deadline import WatchedAdapter
@@ -123,6 +125,12 @@ def notices(client: Client, environ: Mapping[str, str]) -> list[str]:
     return lines + (["--insecure: TLS certificates are not checked"] if client.insecure else [])
 
 
+def quiet_if_insecure(client: Client) -> None:
+    """With --insecure, urllib3's warning on every request is not shown: `notices` said it once."""
+    if client.insecure:
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+
+
 def make_session(pool_size: int, client: Client, cookies: HostCookies | None = None) -> CrawlSession:
     """A session for `fetch_one`: `pool_size` kept connections per host, no own retries, the client's
     headers, proxy and TLS trust, basic auth to the origins the client has credentials for, and `cookies`
@@ -180,11 +188,13 @@ class CrawlSession(requests.Session):
 class HostCookies:
     """Cookies as a browser's private window per site would keep them: a jar per host (a cookie one host
     sets for its parent domain is sent back to that host only, see HostJar for the bounds); the jars of
-    at most HOSTS hosts, the least recently used forgotten first. Safe from any thread or greenlet."""
+    at most HOSTS hosts, the least recently used forgotten first. Safe from any thread or greenlet.
+    `relay` is told of the cookies a response set (a fetch process tells the crawl's others)."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Callable[[str, list[str]], None] | None = None) -> None:
         self._jars: OrderedDict[str, HostJar] = OrderedDict()
         self._lock = threading.Lock()
+        self.relay = relay
 
     def header(self, url: str) -> str | None:
         """The Cookie header for a request to `url`, if its host's jar holds cookies for it."""
@@ -194,9 +204,19 @@ class HostCookies:
     def keep(self, response: requests.Response) -> None:
         """The Set-Cookie headers of `response` (headers read, body not needed)."""
         if "set-cookie" in response.headers:
-            jar = self._jar(response.url, create=True)
-            assert jar is not None
-            extract_cookies_to_jar(jar, response.request, response.raw)  # (the jar locks itself)
+            values = response.raw.headers.getlist("set-cookie")
+            self.keep_values(response.url, values)
+            if self.relay is not None:
+                self.relay(response.url, values)
+
+    def keep_values(self, url: str, values: list[str]) -> None:
+        """Set-Cookie header values a response from `url` carried (here, or in a fetch process)."""
+        jar = self._jar(url, create=True)
+        assert jar is not None
+        message = email.message.Message()
+        for value in values:
+            message["Set-Cookie"] = value
+        jar.extract_cookies(MockResponse(message), MockRequest(requests.Request("GET", url)))  # type: ignore[arg-type]
 
     def _jar(self, url: str, create: bool) -> HostJar | None:
         host = (urlsplit(url).hostname or "").lower()

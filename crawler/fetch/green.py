@@ -54,14 +54,19 @@ class GeventEngine:
 
     def apply(self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         """fn(*args) in a process of `pool`; this greenlet waits for it, the others run on. TimeoutError
-        after `timeout` seconds (a process that died takes its task with it: no answer ever comes).
+        after `timeout` seconds (a process that died takes its task with it: no answer ever comes)."""
+        def start(answer: Callable[[Any], None], fail: Callable[[BaseException], None]) -> None:
+            pool.apply_async(fn, args, callback=answer, error_callback=fail)
 
-        The pool's result thread hands the outcome over through a deque and the hub's async watcher
-        (the thread-safe way to wake a gevent hub), so no thread is held per waiting greenlet.
-        """
+        return self.wait(start, timeout)
+
+    def wait(self, start: Callable[[Callable[[Any], None], Callable[[BaseException], None]], None],
+             timeout: float) -> Any:
+        """The answer another thread (the pool's result thread, a fetch process' reader) hands over, through
+        a deque and the hub's async watcher (the thread-safe way to wake a gevent hub): no thread is held
+        per waiting greenlet."""
         waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        pool.apply_async(fn, args, callback=partial(self._arrive, waiter, True),
-                         error_callback=partial(self._arrive, waiter, False))
+        start(partial(self._arrive, waiter, True), partial(self._arrive, waiter, False))
         try:
             return waiter.get(timeout=timeout)
         except gevent.Timeout:
@@ -76,7 +81,7 @@ class GeventEngine:
             raise TimeoutError(f"no answer in {timeout:g} s") from None
 
     def _arrive(self, waiter: gevent.event.AsyncResult, ok: bool, value: Any) -> None:
-        """On the pool's result thread: queue the outcome, wake the hub."""
+        """On another thread: queue the outcome, wake the hub."""
         self._arrivals.append((waiter, ok, value))
         self._wakeup.send()
 

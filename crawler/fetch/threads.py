@@ -63,6 +63,16 @@ class ThreadEngine:
         except multiprocessing.TimeoutError:
             raise TimeoutError(f"no answer in {timeout:g} s") from None
 
+    def wait(self, start: Callable[[Callable[[Any], None], Callable[[BaseException], None]], None],
+             timeout: float) -> Any:
+        """The answer another thread hands over; this thread waits for it."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        start(future.set_result, future.set_exception)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer in {timeout:g} s") from None
+
     def aside(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         """fn(*args) on a thread of the aside pool, so `timeout` holds (this thread gives up waiting)."""
         try:

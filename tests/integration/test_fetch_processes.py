@@ -123,3 +123,28 @@ def test_a_fetch_process_killed_mid_fetch_costs_only_the_page_it_held(tmp_path: 
         (server.url("/later"), 200, None, "later"),
         (server.url("/slow"), None, "internal: its fetch process died while fetching", None),
     ]
+
+
+BIG_PAGE = b"<html><body>" + b"".join(b"<div><p><b>x</b> <a href='#a%d'>l</a></p></div>" % i
+                                      for i in range(60_000)) + b"</body></html>"  # ~2 s of BeautifulSoup
+
+
+def test_a_page_slow_to_extract_does_not_time_out_the_fetches_beside_it(tmp_path: Path) -> None:
+    """One fetch process (--parse-workers 1): while it extracts a page for seconds, the fetches it has in
+    flight (0.6 s each, deadline 1.5 s) go on; and --parse-timeout cuts such a page off."""
+    with serve() as server:
+        slow = [server.url(f"/sleep/600?n={n}") for n in range(12)]
+        server.mount("/", static("".join(f'<a href="{url}">s</a>' for url in ["/big", *slow]).encode()))
+        server.mount("/big", static(BIG_PAGE))
+        db = tmp_path / "crawl.db"
+        result = run_cli(server.url("/"), "--db", str(db), "--parse-workers", "1", "--ignore-robots",
+                         "--timeout", "1.5", "--retries", "0", "--concurrency", "16", "--per-host", "16", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert rows(db, "SELECT url, error FROM pages WHERE error IS NOT NULL") == []
+        stored = dict(rows(db, "SELECT url, status FROM pages"))
+        assert [stored.get(url) for url in [server.url("/big"), *slow]] == [200] * 13
+        db = tmp_path / "impatient.db"
+        result = run_cli(server.url("/big"), "--db", str(db), "--parse-workers", "1", "--ignore-robots",
+                         "--parse-timeout", "0.2", "--quiet")
+        assert result.returncode == 0, result.stderr
+    assert rows(db, "SELECT status, error FROM pages") == [(200, "parse error: extraction took over 0.2 s")]

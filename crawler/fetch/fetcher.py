@@ -53,6 +53,7 @@ def main(conn: Connection, setup: bytes) -> None:
 class Fetcher:
     def __init__(self, conn: Connection, client: Any, limits: Limits, robots_limits: Limits, concurrency: int) -> None:
         import gevent
+        import gevent.event
         import gevent.threadpool
 
         import crawler.extract.html  # noqa: F401 (loaded now, not when the first page arrives)

@@ -36,6 +36,7 @@ from crawler.records import FetchEnded, Job, Page, Response
 from crawler.settings import Limits
 
 STOP_SECONDS = 2.0  # bound on joining a killed process
+REPLACEMENTS = 100  # dead processes replaced in one crawl at most (one that dies as it starts: not for ever)
 Follow = Callable[[str], bool]
 
 
@@ -84,7 +85,7 @@ class FetchProcess:
         theirs.close()
         self.conn: Connection = ours
         self.boxes: dict[int, Mailbox] = {}
-        self.closing = False
+        self.closing = self.dead = False
         self._send_lock = threading.Lock()  # the reader thread relays cookies while jobs send
         self._on_message = on_message
         threading.Thread(target=self._read, name="fetch-read", daemon=True).start()
@@ -100,6 +101,7 @@ class FetchProcess:
             except (EOFError, OSError):
                 break
             self._on_message(self, message)
+        self.dead = True  # (before the boxes are told: a page given it from now on sees it, see _run)
         for box in list(self.boxes.values()):
             box.put(("died", None))
         self._on_message(self, ("died", None))
@@ -122,6 +124,7 @@ class FetchProcesses:
         self._lock = threading.Lock()
         self._rule: tuple[Any, ...] | None = None  # the guard's last rule, for a replacement process
         self._closed = False
+        self._replaced = 0
         self.processes: list[FetchProcess] = []
         with self._lock:  # (a process that dies at once is replaced once this list is whole)
             self.processes.extend(FetchProcess(self._setup, self._received) for _ in range(count))
@@ -146,7 +149,12 @@ class FetchProcesses:
         process = self._least_busy()
         process.boxes[rid] = box
         try:
-            process.send((request[0], rid, *request[1:]))
+            try:
+                process.send((request[0], rid, *request[1:]))
+            except OSError:
+                process.dead = True
+            if process.dead:  # it died since it was chosen: its reader may have told the boxes already
+                return self._lost(request[1], False, "died"), None
             ended = False
             while True:
                 kind, *values = self._next(engine, box, ended)
@@ -187,9 +195,11 @@ class FetchProcesses:
         """The process with the fewest pages in hand; of equals, each in turn (so one page at a time
         still goes to all of them)."""
         with self._lock:
-            turn = next(self._turns) % len(self.processes)
-            order = self.processes[turn:] + self.processes[:turn]
-            return min(order, key=lambda process: len(process.boxes))
+            alive = [process for process in self.processes if not process.dead]
+        if not alive:
+            raise RuntimeError(f"every fetch process died, and {REPLACEMENTS} were replaced already")
+        turn = next(self._turns) % len(alive)
+        return min(alive[turn:] + alive[:turn], key=lambda process: len(process.boxes))
 
     def _received(self, process: FetchProcess, message: tuple[Any, ...]) -> None:
         """On a process' reader thread: a page's message to its mailbox; cookies on to the others."""
@@ -213,8 +223,9 @@ class FetchProcesses:
 
     def _replace(self, dead: FetchProcess) -> None:
         with self._lock:
-            if self._closed or dead.closing or dead not in self.processes:
+            if self._closed or dead.closing or dead not in self.processes or self._replaced >= REPLACEMENTS:
                 return
+            self._replaced += 1
             fresh = FetchProcess(self._setup, self._received)
             self.processes[self.processes.index(dead)] = fresh
         if self._rule is not None:

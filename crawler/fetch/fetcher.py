@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from crawler.records import Page, Response
     from crawler.settings import Limits
 
-EXTRACTORS = 2  # threads extracting at once: one page past its limit leaves the other free
+EXTRACTORS = 1  # threads extracting (one more costs ~20 MiB of malloc arena, and gains nothing under the GIL)
 HOP_WAIT = 60.0  # seconds a hop question waits for its answer (the crawl process is gone or stuck)
 
 
@@ -153,16 +153,17 @@ class Fetcher:
 
     def _extract(self, response: Response, fn: Callable[[str, bytes, Any], Page], arg: Any) -> Page | None:
         """fn(url, body, arg) on a thread, within the parse time limit: the hub, and the fetches in flight,
-        run on meanwhile (a page that takes seconds must not time them out). A page past the limit gets
-        its error; its thread can't be stopped and finishes it for nothing."""
+        run on meanwhile (a page that takes seconds must not time them out). As in the extraction pool, the
+        wait allows for the page's turn (`dead_after`); a thread can't be stopped: one past the limit
+        finishes its page for nothing."""
         import gevent
 
-        from crawler.extract.pool import TooSlow
+        from crawler.extract.pool import TooSlow, dead_after
         from crawler.jobs import extraction_failed
 
         limit = self.limits.parse_timeout
         try:
-            return self.extractors.spawn(fn, response.final_url, response.body, arg).get(timeout=limit)
+            return self.extractors.spawn(fn, response.final_url, response.body, arg).get(timeout=dead_after(limit))
         except gevent.Timeout:
             response.error = extraction_failed(TooSlow(), limit)
         except Exception as exc:  # noqa: BLE001 (a bug in extraction costs one page)

@@ -36,6 +36,7 @@ from crawler.records import FetchEnded, Job, Page, Response
 from crawler.settings import Limits
 
 STOP_SECONDS = 2.0  # bound on joining a killed process
+LATE = 10.0  # seconds past a process' own bound before it is taken to be hung (it tells a slow page itself)
 REPLACEMENTS = 100  # dead processes replaced in one crawl at most (one that dies as it starts: not for ever)
 Follow = Callable[[str], bool]
 
@@ -177,7 +178,7 @@ class FetchProcesses:
 
     def _next(self, engine: Workers, box: Mailbox, ended: bool) -> tuple[Any, ...]:
         """The page's next message; ("hung", None) once it is late past any bound its fetch keeps."""
-        limit = dead_after(self.limits.parse_timeout) if ended else fetch_bound(self.limits)
+        limit = dead_after(self.limits.parse_timeout) + LATE if ended else fetch_bound(self.limits)
         try:
             return engine.wait(box.take, limit)
         except TimeoutError:
@@ -244,4 +245,4 @@ def fetch_bound(limits: Limits) -> float:
     past it, the process is taken to be hung."""
     attempts = limits.retries + 1
     per_hop = attempts * limits.timeout + limits.retries * max(limits.max_retry_after, 30 * limits.backoff)
-    return (limits.max_redirects + 1) * per_hop + 10.0
+    return (limits.max_redirects + 1) * per_hop + LATE

@@ -3,7 +3,8 @@
 Serves a site with nginx on loopback (bench/sites.py: `synthetic`, the default, ~30 KB pages with ~40
 links; `debian-python-docs`, the HTML docs of Debian's python3.11-doc; `broad`, 1000 hosts of 20 pages,
 one seed each) and crawls the whole of it once per contender per round, each run into a fresh SQLite
-file: `crawl` on the gevent engine and on the threads engine, the Scrapy spider of bench/scrapy_spider.py
+file: `crawl` on the gevent engine and on the threads engine (and, as `gevent-in-crawl`, on gevent with
+`--no-fetch-processes`: the fetch in the crawl process), the Scrapy spider of bench/scrapy_spider.py
 and Crawlee's BeautifulSoupCrawler and ParselCrawler (bench/crawlee_spider.py), all with the same
 concurrency, the same per-host limit where the peer has one (Crawlee has none), robots.txt obeyed and
 same-host links only. The order rotates every round, so a slow moment of a shared machine does not land

@@ -82,8 +82,8 @@ def start_worker() -> None:
 
 def die_with_parent() -> None:
     """In an extraction process (start_worker): the kernel kills it when the crawl process dies, even by SIGKILL."""
-    for signum in STOP_SIGNALS:  # Ctrl-C, SIGTERM and SIGHUP are the parent's to handle (and block
-        signal.signal(signum, signal.SIG_IGN)  # them, but a library may unmask them: gevent's loop does)
+    for signum in STOP_SIGNALS:  # Ctrl-C, SIGTERM and SIGHUP are the parent's to handle: blocked from
+        signal.signal(signum, signal.SIG_IGN)  # birth (born_deaf), and ignored should anything unblock them
     signal.signal(signal.SIGALRM, _alarm)  # run_within's
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -121,17 +121,23 @@ def start_pool(workers: int) -> Pool:
     return ExtractionPool(workers, initializer=start_worker, context=multiprocessing.get_context("spawn"))
 
 
-def start_extraction(workers: int) -> Pool | None:
-    """The extraction pool (None for 0 workers), stopped by `stop_pool` at the latest at exit."""
-    if workers <= 0:
-        return None
+def born_deaf(start: Callable[[], T]) -> T:
+    """start(), which starts processes: they are born with the crawl's stop signals blocked (and ignore
+    them once running, see die_with_parent), so a Ctrl-C while they import is not theirs either."""
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:  # the tracker ignores SIGINT and SIGTERM itself; a closed terminal's SIGHUP must not kill it either
         resource_tracker.ensure_running()  # starting it unblocks SIGINT/SIGTERM: do it before blocking them
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        pool = start_pool(workers)
+        return start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def start_extraction(workers: int) -> Pool | None:
+    """The extraction pool (None for 0 workers), stopped by `stop_pool` at the latest at exit."""
+    if workers <= 0:
+        return None
+    pool = born_deaf(lambda: start_pool(workers))
     atexit.register(stop_pool, pool)  # before multiprocessing's own exit hook, which would wait forever
     return pool
 

@@ -20,7 +20,6 @@ import itertools
 import multiprocessing
 import os
 import pickle
-import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,7 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from crawler.extract.pool import STOP_SIGNALS, dead_after
+from crawler.extract.pool import born_deaf, dead_after
 from crawler.fetch import fetcher
 from crawler.fetch.base import Workers
 from crawler.fetch.client import Client
@@ -78,11 +77,7 @@ class FetchProcess:
         context = multiprocessing.get_context("spawn")  # a child must not inherit a monkey-patched interpreter
         self.process: BaseProcess = context.Process(target=fetcher.main, args=(theirs, setup), daemon=True,
                                                     name="crawl-fetch")
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # born deaf to the crawl's signals
-        try:
-            self.process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        born_deaf(self.process.start)
         theirs.close()
         self.conn: Connection = ours
         self.boxes: dict[int, Mailbox] = {}

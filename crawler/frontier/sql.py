@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, exists, fun
 from crawler.frontier import Entry, OneProcess
 from crawler.records import Job
 from crawler.store.db import run_read, run_write
-from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, insert_ignore, pages
+from crawler.store.schema import CLAIMED, DONE, QUEUED, bulk_insert, frontier, one_of, pages
 
 MAX_WALK = 1000  # hosts one statement of a claim's walk reads, at most
 _NEXT = ("(SELECT host FROM frontier WHERE crawl_id = :crawl_id AND state = :queued AND host > {} "
@@ -67,7 +67,7 @@ class SqlFrontier(OneProcess):
             jobs = self._by_host(conn, n, excluded, per_host if per_host > 0 else n)
         if jobs:
             ids = [job.id for job in jobs]
-            conn.execute(update(frontier).where(frontier.c.id.in_(ids)).values(state=CLAIMED))
+            conn.execute(update(frontier).where(one_of(frontier.c.id, ids)).values(state=CLAIMED))
         return jobs
 
     def _by_host(self, conn: Connection, n: int, excluded: set[str], per_host: int) -> list[Job]:
@@ -122,17 +122,17 @@ class SqlFrontier(OneProcess):
 
     def _done(self, conn: Connection, ids: list[int], landed: Sequence[Entry]) -> None:
         if ids:
-            conn.execute(update(frontier).where(frontier.c.id.in_(ids)).values(state=DONE))
+            conn.execute(update(frontier).where(one_of(frontier.c.id, ids)).values(state=DONE))
         if landed:
-            conn.execute(insert_ignore(conn.dialect.name, frontier), self._rows(landed, DONE))
+            bulk_insert(conn, frontier, self._rows(landed, DONE), ignore=True)
             urls = [url for url, _, _ in landed]
-            known = self._mine() & frontier.c.url.in_(urls) & (frontier.c.state != DONE)
+            known = self._mine() & one_of(frontier.c.url, urls) & (frontier.c.state != DONE)
             conn.execute(update(frontier).where(known).values(state=DONE))
 
     def give_back(self, jobs: Sequence[Job]) -> None:
         """The jobs' rows, while claimed, turn queued again."""
         if jobs:
-            claimed = frontier.c.id.in_([job.id for job in jobs]) & (frontier.c.state == CLAIMED)
+            claimed = one_of(frontier.c.id, [job.id for job in jobs]) & (frontier.c.state == CLAIMED)
             run_write(self.engine, lambda conn: conn.execute(update(frontier).where(claimed).values(state=QUEUED)))
 
     def lower_depth(self, found: Sequence[tuple[str, int]]) -> None:

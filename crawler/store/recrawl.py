@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from crawler.store.schema import pages
+from crawler.store.schema import padded, pages
 
 # the fields a 304 keeps from the earlier row: the body did not change, so neither did what it gave
 CARRIED = ("content_type", "kind", "content_hash", "encoding", "title", "description", "text", "canonical",
@@ -35,7 +35,7 @@ def carry_forward(conn: Connection, previous: int, page_ids: Sequence[int]) -> N
     """Give the 304 rows `page_ids` the fields and links of the same URL's row in crawl `previous`, and
     mark them unchanged. A 304 with no earlier successful row to stand on keeps its empty fields."""
     if page_ids:
-        params = {"previous": previous, "ids": list(page_ids)}
+        params = {"previous": previous, "ids": padded(page_ids)}
         conn.execute(CARRY_FORWARD, params)
         conn.execute(CARRY_LINKS, params)
 

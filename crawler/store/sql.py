@@ -37,7 +37,7 @@ from crawler.store.db import (
     upgrade,
 )
 from crawler.store.recrawl import carry_forward, earlier_urls
-from crawler.store.schema import FINISHED, RUNNING, bulk_insert, crawls, insert_ignore, links, pages, runs
+from crawler.store.schema import FINISHED, RUNNING, bulk_insert, bulk_insert_new, crawls, links, pages, runs
 
 T = TypeVar("T")
 HEARTBEAT = 5.0  # seconds between two heartbeats of a run
@@ -307,14 +307,13 @@ def page_row(crawl_id: int, outcome: Outcome) -> dict[str, Any]:
 
 def save_pages(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome], recrawl_of: int | None = None) -> int:
     """Insert-or-ignore the pages (a URL twice in one batch: the first wins), then the links of those
-    actually inserted (RETURNING skips the ignored); how many pages were inserted. In a recrawl the 304s
+    actually inserted (bulk_insert_new skips the ignored); how many pages were inserted. In a recrawl the 304s
     inserted take the earlier crawl's fields and links (crawler.store.recrawl)."""
     unique: dict[str, Outcome] = {}
     for outcome in outcomes:
         unique.setdefault(outcome.job.url, outcome)
     rows = [page_row(crawl_id, o) for o in unique.values()]
-    query = insert_ignore(conn.dialect.name, pages).returning(pages.c.id, pages.c.url)
-    page_ids = {url: id_ for id_, url in conn.execute(query, rows)}
+    page_ids = {url: id_ for id_, url in bulk_insert_new(conn, pages, rows, "id", "url")}
     link_rows = [
         {"page_id": page_ids[o.job.url], "url": link.url, "anchor": link.anchor, "lastmod": link.lastmod,
          "nofollow": link.nofollow}

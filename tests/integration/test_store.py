@@ -564,3 +564,29 @@ def test_a_read_outlives_a_killed_postgresql_connection(pg_db: str) -> None:
 
         assert store.read(read) == 1 and len(calls) == 2
         assert store.running_crawl(crawl_id)[0] == crawl_id
+
+
+def test_batches_of_every_length_use_a_few_sql_texts(store: Store) -> None:
+    """SQLite keeps a prepared statement per SQL text: a crawl's batches of every length from 1 to 60
+    (claims, pages, links, jobs settled) must not each make texts of their own. The pages and the
+    timestamps stored are the same as row-by-row inserts' would be."""
+    texts: set[str] = set()
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        texts.add(statement)
+
+    crawl_id, fr = start(store, [f"http://a.test/{i}" for i in range(60 * 61 // 2)])
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        for n in range(1, 61):
+            jobs = fr.claim(n)
+            save(store, crawl_id, fr, [outcome(job, n_links=2) for job in jobs],
+                 [(f"{job.url}link/0", "a.test", 1) for job in jobs])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert len(texts) <= 20, sorted(texts, key=len)[-3:]
+    assert store.page_count(crawl_id) == 60 * 61 // 2 and fr.done_count() == 60 * 61 // 2
+    fetched = rows(store, "SELECT DISTINCT fetched_at FROM pages WHERE crawl_id = :c", c=crawl_id)
+    assert [store.read(lambda conn: conn.execute(select(pages.c.fetched_at).limit(1)).scalar_one())] == [
+        dt.datetime.fromtimestamp(1_700_000_000.5, dt.UTC)] and len(fetched) == 1
+    assert rows(store, "SELECT count(*) FROM links") == [(2 * 60 * 61 // 2,)]

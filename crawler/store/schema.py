@@ -168,9 +168,7 @@ def insert_ignore(dialect_name: str, table: Table) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def bulk_insert(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False
-) -> int:
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False) -> int:
     """Insert (or, with ignore, insert-or-ignore) many plain rows fast; how many were inserted.
 
     Skips SQLAlchemy's per-row parameter processing, which is most of the cost of 4000 links, so the

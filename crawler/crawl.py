@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.pool import Pool
@@ -32,10 +33,12 @@ from crawler.settings import Settings
 from crawler.stop import Stop
 from crawler.store import Sink
 from crawler.store.db import StoreError
+from crawler.store.saver import SaveFailed, Saver
 from crawler.urls import Scope, host_of
 
 BATCH_SIZE = 200  # outcomes per write
 BATCH_SECONDS = 0.5  # ... or this old, whichever comes first
+AHEAD = 8  # jobs claimed ahead per request in flight: enough to feed the engine while a batch is saved
 STOP_GRACE = 5.0  # seconds in-flight requests get to finish after Ctrl-C / SIGTERM
 DRY_SECONDS = 1.0  # a claim that came back short is not tried again for this long while nothing changed
 RENEW_SECONDS = 1.0  # how often the leases of held jobs are renewed (a frontier of one process: a no-op)
@@ -70,7 +73,7 @@ class Crawl:
         limits = settings.limits
         self.settings, self.frontier, self.sink, self.engine, self.clock = settings, frontier, sink, engine, clock
         politeness = Politeness(limits.per_host, limits.delay)
-        self.scheduler = Scheduler(politeness, settings.user_agent, 2 * limits.concurrency,
+        self.scheduler = Scheduler(politeness, settings.user_agent, AHEAD * limits.concurrency,
                                    obey_robots=not settings.ignore_robots)
         self.guard = guard = AddressGuard(scope.endpoints, settings.allow_private)
         self.stop = stop or Stop()
@@ -84,7 +87,9 @@ class Crawl:
         for seed, target in seed_redirects:  # (an earlier run's: their hosts are seed hosts again)
             self._adopt(seed, target)
         self.batch = Batch()
+        self.saver = Saver(sink)
         self.parked: dict[str, Job] = {}  # url -> claimed job held back while a redirect chain fetches it
+        self.landing: Counter[str] = Counter()  # where the chains of outcomes not yet settled ended
         self.last_flush = self.last_renew = clock()
         self.in_flight = 0
         self.fetching: set[Job] = set()  # jobs submitted whose request has not ended: their host's slot is taken
@@ -137,10 +142,12 @@ class Crawl:
                 return
             self._collect(self._wait_time())
             self._release()
+            self._settle(wait=False)
             if self._flush_due():
                 self.flush()
             self._renew()
-            self.sink.alive()
+            if not self.saver.busy:  # (a heartbeat writes too)
+                self.sink.alive()
             self._show_progress()
 
     def _show_progress(self, now: bool = False) -> None:
@@ -151,7 +158,7 @@ class Crawl:
         """Nothing in hand: whether the crawl is over for this process. It is when the page budget is spent
         or the frontier holds nothing queued or claimed by anyone; while other processes still hold
         claims (whose links may queue more, or whose leases may expire and come back), it waits."""
-        self.flush()
+        self.flush(wait=True)
         self.dry = None  # the last look before the end is a real one
         self._refill()
         if len(self.scheduler):
@@ -163,6 +170,9 @@ class Crawl:
         fed = len(self.scheduler) >= self.settings.limits.concurrency
         if room <= 0 or (fed and room < self.scheduler.capacity // 4):
             return  # claim in batches while the buffer still feeds the engine: a claim costs index probes
+        if self.saver.busy and (len(self.scheduler) or self.in_flight):
+            return  # a claim writes: not beside a save, while there is work in hand (see flush)
+        self._settle(wait=True)
         per_host = self.scheduler.host_share(2 * self.settings.limits.per_host)
         if self._still_dry(self.scheduler.crowded_hosts(per_host // 2)):
             return
@@ -197,11 +207,15 @@ class Crawl:
     def _unless_followed(self, jobs: list[Job]) -> list[Job]:
         """The jobs, less those for a URL a redirect chain in flight is fetching in place: parked until
         that chain's outcome arrives (see _unpark). It stays claimed meanwhile, so a crash loses nothing."""
-        following = self.jobs.following
+        following, kept = self.jobs.following, []
         for job in jobs:
             if job.url in following:
                 self.parked[job.url] = job
-        return [job for job in jobs if job.url not in self.parked]
+            elif job.url in self.landing:  # a chain in hand ended there: settled as landed, not fetched
+                self._land(job)
+            else:
+                kept.append(job)
+        return kept
 
     def _budget_left(self) -> int:
         if not self.settings.max_pages:
@@ -262,6 +276,8 @@ class Crawl:
             self._adopt(outcome.job.url, outcome.response.redirect_left)
         self.batch.fetched.append((outcome.job, self.scheduler.politeness.delay_of(host)))
         self._record(outcome)
+        if outcome.response.followed_to:
+            self.landing[outcome.response.followed_to] += 1
         if outcome.followed:
             self.jobs.following.release(outcome.followed)
             self._unpark(outcome)
@@ -286,11 +302,15 @@ class Crawl:
             if job is None:
                 continue
             if url == response.followed_to:
-                self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
-                self.batch.landed.append(job)
-                self.batch.fetched.append((job, 0.0))
+                self._land(job)
             else:
                 self.scheduler.add([job])
+
+    def _land(self, job: Job) -> None:
+        """A claimed job whose URL a redirect chain fetched in place: settled with the batch, as landed."""
+        self.tally.claimed -= 1  # no page row of its own: --max-pages may still use its place
+        self.batch.landed.append(job)
+        self.batch.fetched.append((job, 0.0))
 
     def _finished(self, host: str, status: int | None, elapsed_ms: int) -> None:
         """Free the host's slot. A busy engine may have sent the request well after the scheduler let it
@@ -332,31 +352,46 @@ class Crawl:
     def _flush_due(self) -> bool:
         return len(self.batch.outcomes) >= BATCH_SIZE or self.clock() - self.last_flush >= BATCH_SECONDS
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
         """Links first, then pages, then the jobs settled: a crash between two steps leaves jobs claimed,
-        which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds.
-        The leases are renewed first: after a stall, the jobs whose outcomes are about to be settled
-        are the ones whose loss is to be told."""
+        which a resume (or a lease's expiry) redoes; the page is stored once whatever the redo finds. The
+        pages are saved on the saver's thread while the loop goes on, and their jobs settled by _settle
+        once they are stored (at once with `wait`). Leases are renewed first: after a stall, the jobs
+        about to be settled are the ones whose loss is to be told."""
+        self._settle(wait=True)  # one batch saved at a time
         self._renew()
         found = self.discovery.take()
         if self.frontier.add(found.new) and not self._all_crowded(found.new):
             self.dry = None
         self.frontier.lower_depth(found.shallower)
-        outcomes = self.batch.outcomes
-        if outcomes:
+        if self.batch.outcomes or self.batch.landed:
             testhook.reached("after-links")
-            self.sink.save(outcomes)
-            testhook.reached("after-commit")
-            landed = [(o.response.followed_to, host_of(o.response.followed_to), o.job.depth)
-                      for o in outcomes if o.response.followed_to]
-            jobs = [o.job for o in outcomes] + self.batch.landed
-            earlier = set(self.frontier.done(jobs, landed))
-            testhook.reached("after-ack")
-            if earlier:  # the frontier was rebuilt since their claim, maybe without their links
-                self.frontier.add(self.discovery.again([o for o in outcomes if o.job in earlier]))
-            self.batch.held.difference_update(jobs)
+            self.saver.begin(self.batch.outcomes, self.batch.landed)
             self.batch.outcomes, self.batch.landed = [], []
+            self._settle(wait)
         self.last_flush = self.clock()
+
+    def _settle(self, wait: bool) -> None:
+        """Settle the jobs of the batch saved, once its save has ended (see flush). The outcomes of a save
+        that failed go back to the batch, not saved, and its StoreError is raised."""
+        try:
+            saved = self.saver.finish(wait)
+        except SaveFailed as failed:
+            self.batch.outcomes[:0], self.batch.landed[:0] = failed.outcomes, failed.parked
+            raise failed.error from None
+        if saved is None:
+            return
+        outcomes, parked = saved
+        testhook.reached("after-commit")
+        landed = [(o.response.followed_to, host_of(o.response.followed_to), o.job.depth)
+                  for o in outcomes if o.response.followed_to]
+        self.landing -= Counter(url for url, _, _ in landed)
+        jobs = [o.job for o in outcomes] + parked
+        earlier = set(self.frontier.done(jobs, landed))
+        testhook.reached("after-ack")
+        if earlier:  # the frontier was rebuilt since their claim, maybe without their links
+            self.frontier.add(self.discovery.again([o for o in outcomes if o.job in earlier]))
+        self.batch.held.difference_update(jobs)
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -373,7 +408,7 @@ class Crawl:
         (runner.py makes the store give up once a stop is asked for): what is not saved stays claimed,
         and is fetched again on resume."""
         try:
-            self.flush()
+            self.flush(wait=True)
             self.frontier.give_back(sorted(self.batch.held, key=lambda job: job.id))
         except StoreError as error:
             print(f"crawl: {len(self.batch.outcomes)} pages not saved ({error}); a resume fetches them again",
@@ -384,6 +419,7 @@ class Crawl:
         processes are the caller's to stop.)"""
         self.engine.close()
         self.progress.close()
+        self.saver.join()
         if not self.closed:
             self.closed = True
             try:

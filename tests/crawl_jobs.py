@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -53,7 +54,13 @@ class Job:
         return "".join(self.lines)
 
     def wait(self, timeout: float = 90) -> int:
-        code = self.proc.wait(timeout=timeout)
+        """The exit code; a job still running after `timeout` is killed (its whole session) and the test fails."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # not left running (and eating a core) for the tests after
+            self.proc.wait(timeout=10)
+            raise
         self._reader.join(timeout=10)
         return code
 

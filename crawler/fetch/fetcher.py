@@ -155,7 +155,8 @@ class Fetcher:
         """fn(url, body, arg) on a thread, within the parse time limit: the hub, and the fetches in flight,
         run on meanwhile (a page that takes seconds must not time them out). As in the extraction pool, the
         wait allows for the page's turn (`dead_after`); a thread can't be stopped: one past the limit
-        finishes its page for nothing."""
+        finishes its page for nothing, and one that finishes past it is failed all the same (`timed`), as
+        the pool would have cut it off."""
         import gevent
 
         from crawler.extract.pool import TooSlow, dead_after
@@ -163,9 +164,24 @@ class Fetcher:
 
         limit = self.limits.parse_timeout
         try:
-            return self.extractors.spawn(fn, response.final_url, response.body, arg).get(timeout=dead_after(limit))
+            work = self.extractors.spawn(timed, limit, fn, response.final_url, response.body, arg)
+            return work.get(timeout=dead_after(limit))
         except gevent.Timeout:
             response.error = extraction_failed(TooSlow(), limit)
         except Exception as exc:  # noqa: BLE001 (a bug in extraction costs one page)
             response.error = extraction_failed(exc, limit)
         return None
+
+
+def timed(limit: float, fn: Callable[[str, bytes, Any], Page], *args: Any) -> Page:
+    """fn(*args), on an extraction thread; TooSlow if it took longer than `limit` seconds (a thread can't
+    be stopped in time, but the page fails as in an extraction process)."""
+    import time
+
+    from crawler.extract.pool import TooSlow
+
+    began = time.monotonic()
+    page = fn(*args)
+    if time.monotonic() - began > limit:
+        raise TooSlow(f"over {limit:g} s")
+    return page

@@ -7,7 +7,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import signal
-from collections.abc import Callable, Collection
+import threading
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -275,3 +276,57 @@ def test_claims_lost_in_a_stall_are_reported_before_their_outcomes_are_written(
     assert sorted(sink.stored) == sorted(SITE)
     assert frontier.lost, "no renewal saw the jobs in flight during the stall"
     assert f"{len(frontier.lost)} claims expired" in capsys.readouterr().err
+
+
+@dataclass
+class GatedSink(MemorySink):
+    """A sink whose first save once 50 pages are stored (the frontier wide, the buffer full) waits, on
+    the saver's thread, until `gate` opens."""
+
+    gate: threading.Event = field(default_factory=threading.Event)
+    waiting: list[str] = field(default_factory=list)  # the URLs of the save held at the gate
+
+    def save(self, outcomes: Sequence[Outcome]) -> None:
+        if len(self.stored) >= 50 and not self.gate.is_set() and not self.waiting:
+            self.waiting = [outcome.job.url for outcome in outcomes]
+            assert self.gate.wait(timeout=10), "the loop stopped while a batch was being saved"
+        super().save(outcomes)
+
+
+@dataclass
+class WatchingEngine(TableEngine):
+    """Opens the sink's gate once `after` more outcomes have been handed out while its save waited,
+    noting the frontier's states of the waiting batch's URLs then."""
+
+    sink: GatedSink = field(default_factory=GatedSink)
+    frontier: MemoryFrontier = field(default_factory=MemoryFrontier)
+    after: int = 8  # (fewer than a flush interval brings: the next flush waits for this save)
+    handed_while_saving: int = 0
+    states_while_saving: set[str | None] = field(default_factory=set)
+
+    def results(self, timeout: float) -> list[object]:
+        ready = super().results(timeout)
+        if self.sink.waiting and not self.sink.gate.is_set():
+            self.handed_while_saving += len(ready)
+            if self.handed_while_saving >= self.after:
+                self.states_while_saving = {self.frontier.state(url) for url in self.sink.waiting}
+                self.sink.gate.set()
+        return ready
+
+
+def test_the_loop_goes_on_while_a_batch_is_saved_and_settles_it_once_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save runs on the saver's thread: the loop goes on fetching meanwhile, and the saved batch's jobs
+    stay claimed until the save has ended; then every page is stored once and every job is done."""
+    big = {f"http://a.test/{i}": [f"http://a.test/{j}" for j in range(20 * i + 1, min(20 * i + 21, 300))]
+           for i in range(300)}
+    big["http://a.test/"] = ["http://a.test/0"]
+    monkeypatch.setattr(__import__(__name__), "SITE", big)
+    clock, frontier, sink = Clock(), CountingFrontier(), GatedSink()
+    engine = WatchingEngine(clock, sink=sink, frontier=frontier)
+    frontier.add([("http://a.test/", "a.test", 0)])
+    loop = Crawl(settings(concurrency=8, per_host=8), frontier, sink, engine, Scope.build(["http://a.test/"], "host"),
+                 clock=clock)
+    assert loop.run(Progress(enabled=False)) == "finished"
+    assert engine.handed_while_saving >= engine.after  # fetched on while the save waited
+    assert engine.states_while_saving == {"claimed"}  # not settled before stored
+    assert sorted(sink.stored) == sorted(big) and frontier.pending() == 0

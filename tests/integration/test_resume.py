@@ -49,6 +49,9 @@ from crawler.urls import Scope, host_of
 
 PAGES, FANOUT = 1000, 8
 SITE_ARGS = ("--pages", str(PAGES), "--fanout", str(FANOUT), "--size", "500")
+# Each stopped run stores up to two commits more than it waits for (the one that ends the wait and the
+# one its signal saves; 260 pages seen): five such runs must not finish the site.
+STOP_PAGES = 2000
 SMALL = 300  # pages of the site for the tests that need no request counts
 CONCURRENCY = 20
 FAST = ("--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY), "--parse-workers", "2", "--quiet")
@@ -77,6 +80,13 @@ def assert_complete(db: Path, site: Site, pages: int = PAGES) -> None:
 def site() -> Iterator[Site]:
     """A site of its own, so the request counts are this module's only."""
     started = Site(*SITE_ARGS)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def stops_site() -> Iterator[Site]:
+    started = Site("--pages", str(STOP_PAGES), "--fanout", str(FANOUT), "--size", "500")
     yield started
     started.stop()
 
@@ -184,15 +194,15 @@ STOPS = [  # (engine, pages the run stores before the signal, the signal, to the
 ]
 
 
-def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(site: Site, tmp_path: Path) -> None:
+def test_ctrl_c_and_sigterm_stop_within_seconds_and_resume(stops_site: Site, tmp_path: Path) -> None:
     """SIGINT, SIGTERM and SIGHUP, to the crawl process or its group, on both engines: each stops within seconds
     with its exit code and the resume hint; in-flight requests finish, so nothing is fetched twice."""
-    db, requests = tmp_path / "crawl.db", Requests(site)
+    site, db, requests = stops_site, tmp_path / "crawl.db", Requests(stops_site)
     for i, (engine, more, signum, group) in enumerate(STOPS):
         ready = stored_more(db, more)
         interrupt(start(site, db, engine) if i == 0 else resume(db, engine), db, ready, signum, group)
         requests.run_ended()
-    finish(resume(db, "gevent"), db, site)
+    finish(resume(db, "gevent"), db, site, STOP_PAGES)
     requests.run_ended()
     assert requests.repeats == [0] * (len(STOPS) + 1)  # one count per run
 

@@ -48,7 +48,6 @@ from crawler.testsite import path_of, reachable
 from crawler.urls import Scope, host_of
 
 PAGES, FANOUT = 1000, 8
-SITE_ARGS = ("--pages", str(PAGES), "--fanout", str(FANOUT), "--size", "500")
 # Each stopped run stores up to two commits more than it waits for (the one that ends the wait and the
 # one its signal saves; 260 pages seen): five such runs must not finish the site.
 STOP_PAGES = 2000
@@ -76,19 +75,21 @@ def assert_complete(db: Path, site: Site, pages: int = PAGES) -> None:
 # -- the sites -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
+def own_site(pages: int) -> Iterator[Site]:
     """A site of its own, so the request counts are this module's only."""
-    started = Site(*SITE_ARGS)
+    started = Site("--pages", str(pages), "--fanout", str(FANOUT), "--size", "500")
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    yield from own_site(PAGES)
 
 
 @pytest.fixture(scope="module")
 def stops_site() -> Iterator[Site]:
-    started = Site("--pages", str(STOP_PAGES), "--fanout", str(FANOUT), "--size", "500")
-    yield started
-    started.stop()
+    yield from own_site(STOP_PAGES)
 
 
 @pytest.fixture
